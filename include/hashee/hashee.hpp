@@ -1,0 +1,3 @@
+#pragma once
+// Umbrella header: everything public in hashee.
+#include <hashee/error.hpp>
