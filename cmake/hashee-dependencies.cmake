@@ -1,9 +1,18 @@
 # The dependencies of the hashee INTERFACE target; used by the build tree and by the
 # installed package config alike, so both resolve them the same way.
+# Inside a package config find_dependency reports a missing dependency through
+# find_package(hashee); at the top level a missing one must stop the configure, clearly.
 include(CMakeFindDependencyMacro)
-find_dependency(Eigen3 3.4 NO_MODULE)
-find_dependency(nlohmann_json 3.10)
-find_dependency(Threads)
+macro(hashee_find_dependency)
+  if(CMAKE_FIND_PACKAGE_NAME)
+    find_dependency(${ARGN})
+  else()
+    find_package(${ARGN} REQUIRED)
+  endif()
+endmacro()
+hashee_find_dependency(Eigen3 3.4 NO_MODULE)
+hashee_find_dependency(nlohmann_json 3.10)
+hashee_find_dependency(Threads)
 if(NOT TARGET hashee_utf8proc)
   find_path(HASHEE_UTF8PROC_INCLUDE_DIR utf8proc.h)
   find_library(HASHEE_UTF8PROC_LIBRARY NAMES utf8proc)

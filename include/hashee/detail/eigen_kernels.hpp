@@ -1,0 +1,138 @@
+#pragma once
+// The kernels behind eigen_cpu: per-row LayerNorm, GELU, a column block of a linear layer,
+// one attention head of one sequence. Plain functions over views; the backend does the
+// threading.
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include <hashee/detail/eigen.hpp>
+
+#include <hashee/backend.hpp>
+#include <hashee/error.hpp>
+#include <hashee/matrix_view.hpp>
+
+namespace hashee::detail {
+
+/// Below this many multiply-accumulates a product runs on one thread.
+inline constexpr index_t min_parallel_macs = index_t{1} << 16;
+
+using row_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using col_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+using stride_t = Eigen::OuterStride<>;
+
+inline auto map(const_matrix_view<float> m) { return Eigen::Map<const row_major, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride)); }
+inline auto map(matrix_view<float> m) { return Eigen::Map<row_major, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride)); }
+
+inline std::string shape_str(index_t r, index_t c) { return "[" + std::to_string(r) + ", " + std::to_string(c) + "]"; }
+
+inline void check_linear_shapes(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
+                                matrix_view<float> y) {
+    if (x.cols != w.cols || y.rows != x.rows || y.cols != w.rows || (bias.size != 0 && bias.size != w.rows))
+        throw input_error("linear: shapes do not fit: x " + shape_str(x.rows, x.cols) + ", W " +
+                          shape_str(w.rows, w.cols) + ", bias [" + std::to_string(bias.size) + "], y " +
+                          shape_str(y.rows, y.cols));
+}
+
+/// LayerNorm of one row in place: (y - mean) / sqrt(var + eps) * gamma + beta (biased variance).
+inline void layer_norm_row(float* y, const float* gamma, const float* beta, index_t n, float eps) {
+    Eigen::Map<Eigen::ArrayXf> r(y, n);
+    const float mean = r.mean();
+    r -= mean;
+    const float inv = 1.0f / std::sqrt(r.square().mean() + eps);
+    r = r * inv * Eigen::Map<const Eigen::ArrayXf>(gamma, n) + Eigen::Map<const Eigen::ArrayXf>(beta, n);
+}
+
+/// erf on an Eigen array expression: Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), built from
+/// Eigen's vectorised exp so it runs at packet speed; the sign is restored afterwards.
+template <class A>
+inline auto erf_abs_approx(const A& z) {
+    constexpr float p = 0.3275911f, a1 = 0.254829592f, a2 = -0.284496736f, a3 = 1.421413741f, a4 = -1.453152027f,
+                    a5 = 1.061405429f;
+    const auto t = (1.0f + p * z).inverse();
+    return 1.0f - t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5)))) * (-z.square()).exp();
+}
+
+/// GELU with the exact erf form: 0.5 x (1 + erf(x / sqrt 2)).
+inline void gelu_inplace(float* p, index_t n) {
+    constexpr int chunk = 64;
+    constexpr float inv_sqrt2 = 0.70710678118654752f;
+    using fixed = Eigen::Array<float, chunk, 1>;
+    index_t i = 0;
+    for (; i + chunk <= n; i += chunk) {
+        Eigen::Map<fixed> x(p + i);
+        const fixed z = x.abs() * inv_sqrt2;
+        const fixed e = erf_abs_approx(z);
+        x = 0.5f * x * (1.0f + x.sign() * e);
+    }
+    if (i < n) {
+        Eigen::Map<Eigen::ArrayXf> x(p + i, n - i);
+        const Eigen::ArrayXf z = x.abs() * inv_sqrt2;
+        const Eigen::ArrayXf e = erf_abs_approx(z);
+        x = 0.5f * x * (1.0f + x.sign() * e);
+    }
+}
+
+/// Columns [c0, c1) of y = x W^T + bias, then the epilogue.
+inline void linear_columns(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
+                           matrix_view<float> y, epilogue e, index_t c0, index_t c1) {
+    const index_t cols = c1 - c0;
+    // Rows c0..c1 of W, read as a column-major [in, cols] matrix: that is W^T's column block.
+    Eigen::Map<const col_major, 0, stride_t> wt(w.row(c0), w.cols, cols, stride_t(w.stride));
+    auto out = map(y.block_cols(c0, cols));
+    out.noalias() = map(x) * wt;
+    for (index_t r = 0; r < y.rows; ++r) {
+        float* row = y.row(r) + c0;
+        if (bias.size) Eigen::Map<Eigen::ArrayXf>(row, cols) += Eigen::Map<const Eigen::ArrayXf>(bias.data + c0, cols);
+        if (e == epilogue::gelu) gelu_inplace(row, cols);
+        else if (e == epilogue::tanh) Eigen::Map<Eigen::ArrayXf>(row, cols) = Eigen::Map<Eigen::ArrayXf>(row, cols).tanh();
+    }
+}
+
+inline void check_attention_shapes(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,
+                                   vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets,
+                                   int heads, matrix_view<float> out) {
+    const bool ok = heads > 0 && q.cols % heads == 0 && k.cols == q.cols && v.cols == q.cols && out.cols == q.cols &&
+                    out.rows == q.rows && k.rows == v.rows && q_offsets.size >= 1 && q_offsets.size == kv_offsets.size &&
+                    q_offsets.data[q_offsets.size - 1] == q.rows && kv_offsets.data[kv_offsets.size - 1] == k.rows;
+    if (!ok)
+        throw input_error("attention: shapes do not fit: q " + shape_str(q.rows, q.cols) + ", k " +
+                          shape_str(k.rows, k.cols) + ", v " + shape_str(v.rows, v.cols) + ", heads " +
+                          std::to_string(heads) + ", " + std::to_string(q_offsets.size) + " query offsets");
+}
+
+struct attention_scratch {
+    row_major scores;
+};
+
+/// softmax(Q K^T / sqrt(d_head)) V for one head of one sequence of a packed batch.
+inline void attention_head(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,
+                           vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets,
+                           index_t seq, int head, int heads, matrix_view<float> out, attention_scratch& scratch) {
+    const index_t dh = q.cols / heads, col = head * dh;
+    const index_t q0 = q_offsets.data[seq], mq = q_offsets.data[seq + 1] - q0;
+    const index_t k0 = kv_offsets.data[seq], nk = kv_offsets.data[seq + 1] - k0;
+    if (mq == 0) return;
+    auto o = map(out.block_rows(q0, mq).block_cols(col, dh));
+    if (nk == 0) {
+        o.setZero();
+        return;
+    }
+    const auto qh = map(q.block_rows(q0, mq).block_cols(col, dh));
+    const auto kh = map(k.block_rows(k0, nk).block_cols(col, dh));
+    const auto vh = map(v.block_rows(k0, nk).block_cols(col, dh));
+    row_major& s = scratch.scores;
+    s.resize(mq, nk);
+    s.noalias() = qh * kh.transpose();
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+    for (index_t r = 0; r < mq; ++r) {
+        auto row = s.row(r).array();
+        const float m = row.maxCoeff();
+        row = ((row - m) * scale).exp();
+        row /= row.sum();
+    }
+    o.noalias() = s * vh;
+}
+
+} // namespace hashee::detail
