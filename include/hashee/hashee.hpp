@@ -13,3 +13,5 @@
 #include <hashee/safetensors.hpp>
 #include <hashee/tokenizer.hpp>
 #include <hashee/vocab.hpp>
+#include <hashee/tsv.hpp>
+#include <hashee/cost.hpp>

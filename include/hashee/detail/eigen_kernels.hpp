@@ -25,7 +25,11 @@ using stride_t = Eigen::OuterStride<>;
 inline auto map(const_matrix_view<float> m) { return Eigen::Map<const row_major, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride)); }
 inline auto map(matrix_view<float> m) { return Eigen::Map<row_major, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride)); }
 
-inline std::string shape_str(index_t r, index_t c) { return "[" + std::to_string(r) + ", " + std::to_string(c) + "]"; }
+inline std::string shape_str(index_t r, index_t c) {
+    std::string s = "[";
+    s.append(std::to_string(r)).append(", ").append(std::to_string(c)).append("]");
+    return s;
+}
 
 inline void check_linear_shapes(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                                 matrix_view<float> y) {

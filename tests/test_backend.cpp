@@ -1,0 +1,203 @@
+// Every backend primitive against a plain double-precision reference written here, over every
+// backend (TEMPLATE_LIST_TEST_CASE) and several thread counts.
+
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <set>
+#include <mutex>
+
+#include <catch2/catch.hpp>
+
+#include <hashee/backend.hpp>
+#include <hashee/error.hpp>
+
+#include "backends.hpp"
+
+using namespace hashee;
+using hashee::test::all_backends;
+using hashee::test::to_device;
+using hashee::test::to_host;
+
+namespace {
+
+std::vector<float> random_vector(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
+    std::normal_distribution<float> dist(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng);
+    return v;
+}
+
+double gelu_exact(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+
+void layer_norm_ref(std::vector<double>& row, const std::vector<float>& g, const std::vector<float>& b, double eps) {
+    double mean = 0, var = 0;
+    for (double x : row) mean += x;
+    mean /= static_cast<double>(row.size());
+    for (double x : row) var += (x - mean) * (x - mean);
+    var /= static_cast<double>(row.size());
+    for (std::size_t j = 0; j < row.size(); ++j) row[j] = (row[j] - mean) / std::sqrt(var + eps) * g[j] + b[j];
+}
+
+} // namespace
+
+TEMPLATE_LIST_TEST_CASE("linear computes x W^T + bias and its epilogue", "[backend]", all_backends) {
+    const int threads = GENERATE(1, 2, 3);
+    const auto b = test::make_backend<TestType>(threads);
+    const auto [n, in, out] = GENERATE(table<index_t, index_t, index_t>(
+        {{1, 8, 5}, {3, 384, 384}, {17, 64, 48}, {64, 384, 1536}, {300, 96, 384}, {1, 1536, 384}}));
+    const auto e = GENERATE(epilogue::none, epilogue::gelu, epilogue::tanh);
+    CAPTURE(threads, n, in, out, static_cast<int>(e));
+    std::mt19937 rng(static_cast<unsigned>(n * 131 + in * 7 + out));
+    const auto x = random_vector(n * in, rng), w = random_vector(out * in, rng, 0.1f), bias = random_vector(out, rng);
+    const auto xd = to_device(b, x), wd = to_device(b, w), bd = to_device(b, bias);
+    auto yd = b.template allocate<float>(n * out);
+    b.linear({xd.data(), n, in}, {wd.data(), out, in}, {bd.data(), out}, {yd.data(), n, out}, e);
+    const auto y = to_host<TestType, float>(b, yd, n * out);
+    double worst = 0;
+    for (index_t r = 0; r < n; ++r)
+        for (index_t c = 0; c < out; ++c) {
+            double acc = bias[c];
+            for (index_t k = 0; k < in; ++k) acc += double(x[r * in + k]) * w[c * in + k];
+            if (e == epilogue::gelu) acc = gelu_exact(acc);
+            if (e == epilogue::tanh) acc = std::tanh(acc);
+            worst = std::max(worst, std::abs(acc - y[r * out + c]) / (1.0 + std::abs(acc)));
+        }
+    CHECK(worst < 2e-5);
+}
+
+TEMPLATE_LIST_TEST_CASE("linear writes strided column blocks and rejects misfit shapes", "[backend]", all_backends) {
+    const auto b = test::make_backend<TestType>(2);
+    std::mt19937 rng(3);
+    const index_t n = 9, in = 16, out = 8, ld = 20;
+    const auto x = random_vector(n * in, rng), w = random_vector(out * in, rng);
+    const auto xd = to_device(b, x), wd = to_device(b, w);
+    auto yd = to_device(b, std::vector<float>(n * ld, 7.0f));
+    const matrix_view<float> y_all(yd.data(), n, ld);
+    b.linear({xd.data(), n, in}, {wd.data(), out, in}, {}, y_all.block_cols(5, out), epilogue::none);
+    const auto y = to_host<TestType, float>(b, yd, n * ld);
+    for (index_t r = 0; r < n; ++r)
+        for (index_t c = 0; c < ld; ++c) {
+            if (c < 5 || c >= 5 + out) {
+                CHECK(y[r * ld + c] == 7.0f); // untouched outside the block
+            } else {
+                double acc = 0;
+                for (index_t k = 0; k < in; ++k) acc += double(x[r * in + k]) * w[(c - 5) * in + k];
+                CHECK(std::abs(acc - y[r * ld + c]) < 1e-4);
+            }
+        }
+    CHECK_THROWS_AS(b.linear({xd.data(), n, in}, {wd.data(), out, in - 1}, {}, {yd.data(), n, out}, epilogue::none),
+                    input_error);
+    CHECK_THROWS_AS(b.linear({xd.data(), n, in}, {wd.data(), out, in}, {wd.data(), out - 1}, {yd.data(), n, out},
+                             epilogue::none),
+                    input_error);
+}
+
+TEMPLATE_LIST_TEST_CASE("attention over a ragged packed batch, queries a subset of keys", "[backend]", all_backends) {
+    const int threads = GENERATE(1, 2);
+    const auto b = test::make_backend<TestType>(threads);
+    const int heads = GENERATE(1, 4, 12);
+    const index_t d = 48;
+    // Three sequences with 5, 1 and 9 keys; 3, 1 and 0 queries (a sequence may have none).
+    const std::vector<std::int32_t> kv_off{0, 5, 6, 15}, q_off{0, 3, 4, 4};
+    const index_t nk = 15, nq = 4;
+    std::mt19937 rng(static_cast<unsigned>(heads));
+    const auto q = random_vector(nq * d, rng), k = random_vector(nk * d, rng), v = random_vector(nk * d, rng);
+    const auto qd = to_device(b, q), kd = to_device(b, k), vd = to_device(b, v);
+    const auto qo = to_device(b, q_off), ko = to_device(b, kv_off);
+    auto od = b.template allocate<float>(nq * d);
+    b.attention({qd.data(), nq, d}, {kd.data(), nk, d}, {vd.data(), nk, d}, {qo.data(), 4}, {ko.data(), 4}, heads,
+                {od.data(), nq, d});
+    const auto o = to_host<TestType, float>(b, od, nq * d);
+    const index_t dh = d / heads;
+    for (int s = 0; s < 3; ++s)
+        for (index_t i = q_off[s]; i < q_off[s + 1]; ++i)
+            for (int h = 0; h < heads; ++h) {
+                std::vector<double> p;
+                double mx = -1e300, sum = 0;
+                for (index_t j = kv_off[s]; j < kv_off[s + 1]; ++j) {
+                    double dot = 0;
+                    for (index_t t = 0; t < dh; ++t) dot += double(q[i * d + h * dh + t]) * k[j * d + h * dh + t];
+                    p.push_back(dot / std::sqrt(double(dh)));
+                    mx = std::max(mx, p.back());
+                }
+                for (double& x : p) sum += (x = std::exp(x - mx));
+                for (index_t t = 0; t < dh; ++t) {
+                    double acc = 0;
+                    for (index_t j = kv_off[s]; j < kv_off[s + 1]; ++j) acc += p[j - kv_off[s]] / sum * v[j * d + h * dh + t];
+                    CHECK(std::abs(acc - o[i * d + h * dh + t]) < 1e-5);
+                }
+            }
+}
+
+TEMPLATE_LIST_TEST_CASE("embed sums three tables and normalises; add_layer_norm adds the residual", "[backend]",
+                        all_backends) {
+    const auto b = test::make_backend<TestType>(GENERATE(1, 2));
+    const index_t d = 40, vocab = 11, positions = 7, types = 2, n = 19;
+    const float eps = 1e-12f;
+    std::mt19937 rng(5);
+    const auto word = random_vector(vocab * d, rng), pos = random_vector(positions * d, rng),
+               type = random_vector(types * d, rng), g = random_vector(d, rng), beta = random_vector(d, rng);
+    std::vector<std::int32_t> ids(n), tids(n), pids(n);
+    for (index_t i = 0; i < n; ++i) {
+        ids[i] = static_cast<std::int32_t>((i * 7) % vocab);
+        tids[i] = static_cast<std::int32_t>(i % 2);
+        pids[i] = static_cast<std::int32_t>(i % positions);
+    }
+    const auto wd = to_device(b, word), pd = to_device(b, pos), td = to_device(b, type), gd = to_device(b, g),
+               bd = to_device(b, beta);
+    const auto idd = to_device(b, ids), tdd = to_device(b, tids), pdd = to_device(b, pids);
+    auto yd = b.template allocate<float>(n * d);
+    b.embed({idd.data(), n}, {tdd.data(), n}, {pdd.data(), n}, {wd.data(), vocab, d}, {pd.data(), positions, d},
+            {td.data(), types, d}, {gd.data(), d}, {bd.data(), d}, eps, {yd.data(), n, d});
+    auto y = to_host<TestType, float>(b, yd, n * d);
+    std::vector<std::vector<double>> expect(n, std::vector<double>(d));
+    for (index_t i = 0; i < n; ++i) {
+        for (index_t j = 0; j < d; ++j)
+            expect[i][j] = double(word[ids[i] * d + j]) + pos[pids[i] * d + j] + type[tids[i] * d + j];
+        layer_norm_ref(expect[i], g, beta, eps);
+        for (index_t j = 0; j < d; ++j) CHECK(std::abs(expect[i][j] - y[i * d + j]) < 1e-4);
+    }
+    // y = LayerNorm(y + residual)
+    const auto residual = random_vector(n * d, rng);
+    const auto rd = to_device(b, residual);
+    b.add_layer_norm({yd.data(), n, d}, {rd.data(), n, d}, {gd.data(), d}, {bd.data(), d}, eps);
+    const auto z = to_host<TestType, float>(b, yd, n * d);
+    for (index_t i = 0; i < n; ++i) {
+        std::vector<double> row(d);
+        for (index_t j = 0; j < d; ++j) row[j] = double(y[i * d + j]) + residual[i * d + j];
+        layer_norm_ref(row, g, beta, eps);
+        for (index_t j = 0; j < d; ++j) CHECK(std::abs(row[j] - z[i * d + j]) < 1e-4);
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("gather_rows picks rows by index", "[backend]", all_backends) {
+    const auto b = test::make_backend<TestType>(1);
+    std::vector<float> x(6 * 3);
+    std::iota(x.begin(), x.end(), 0.0f);
+    const std::vector<std::int32_t> rows{5, 0, 5, 2};
+    const auto xd = to_device(b, x), rd = to_device(b, rows);
+    auto yd = b.template allocate<float>(4 * 3);
+    b.gather_rows({xd.data(), 6, 3}, {rd.data(), 4}, {yd.data(), 4, 3});
+    const auto y = to_host<TestType, float>(b, yd, 12);
+    CHECK(y == std::vector<float>{15, 16, 17, 0, 1, 2, 15, 16, 17, 6, 7, 8});
+}
+
+TEST_CASE("eigen_cpu runs every index exactly once and rejects a thread count below 1", "[backend]") {
+    for (int threads : {1, 2, 3, 8}) {
+        const eigen_cpu b(threads);
+        for (index_t n : {0, 1, 5, 1000}) {
+            std::vector<int> hits(static_cast<std::size_t>(n), 0);
+            std::mutex m;
+            std::set<std::thread::id> seen;
+            b.parallel_for_ranges(n, 1, [&](index_t begin, index_t end) {
+                for (index_t i = begin; i < end; ++i) ++hits[i];
+                std::lock_guard lock(m);
+                seen.insert(std::this_thread::get_id());
+            });
+            CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
+            CHECK(seen.size() <= static_cast<std::size_t>(threads));
+        }
+    }
+    CHECK_THROWS_AS(eigen_cpu(0), input_error);
+}
