@@ -158,7 +158,14 @@ int run_embed(const embed_options& o) {
                 throw hashee::input_error(in.source + ", input " + std::to_string(i + 1) + ": " + e.what());
             }
         }
-        const auto emb = model.pooling().apply(model.encoder().forward(backend, hashee::packed_batch::from(encodings)));
+        std::vector<float> emb;
+        try {
+            emb = model.pooling().apply(model.encoder().forward(backend, hashee::packed_batch::from(encodings)));
+        } catch (const hashee::input_error& e) {
+            throw hashee::input_error(in.source + ", inputs " + std::to_string(start + 1) + " to " +
+                                      std::to_string(end) + " (sequence k is input " + std::to_string(start + 1) +
+                                      " + k): " + e.what());
+        }
         encode_s += std::chrono::duration<double>(clock_type::now() - t0).count();
         const auto d = static_cast<std::size_t>(model.config().hidden_size);
         for (std::size_t i = start; i < end; ++i) {

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The hashee command as a user runs it: embeddings out, errors with a message and a non-zero
+# status, and never a half-written output file.
+#   cli_test.sh HASHEE_BINARY MODEL_DIR ELUE_DIR
+set -euo pipefail
+bin=$1 model=$2 elue=$3
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Plain lines, one a pair: one JSON line each, 384 floats, unit norm (the model normalises).
+printf 'a cat sat\nhello world\tgoodbye world\n' > "$tmp/in.txt"
+"$bin" embed --model "$model" --input "$tmp/in.txt" --output "$tmp/out.jsonl" --quiet
+[ "$(wc -l < "$tmp/out.jsonl")" -eq 2 ] || fail "expected 2 output lines"
+python3 - "$tmp/out.jsonl" <<'PY' || fail "bad JSON output"
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["index"] for r in rows] == [0, 1]
+for r in rows:
+    assert len(r["embedding"]) == 384
+    assert abs(math.sqrt(sum(x * x for x in r["embedding"])) - 1) < 1e-4
+PY
+
+# stdin and a TSV column give the same embedding for the same sentence.
+head -2 "$elue/SST-2/dev.tsv" | tail -1 | cut -f1 | "$bin" embed --model "$model" --quiet > "$tmp/stdin.jsonl"
+"$bin" embed --model "$model" --tsv "$elue/SST-2/dev.tsv" --column sentence --batch-size 7 --quiet \
+  --output "$tmp/sst.jsonl"
+[ "$(wc -l < "$tmp/sst.jsonl")" -eq 1101 ] || fail "expected 1101 SST-2 embeddings"
+python3 - "$tmp/stdin.jsonl" "$tmp/sst.jsonl" <<'PY' || fail "stdin and TSV disagree"
+import json, sys
+a = json.loads(open(sys.argv[1]).readline())["embedding"]
+b = json.loads(open(sys.argv[2]).readline())["embedding"]
+assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5
+PY
+
+# Errors: non-zero status, a message naming the place, and no output file left behind.
+expect_error() { # expect_error "message part" args...
+  local want=$1; shift
+  if "$bin" "$@" 2> "$tmp/err"; then fail "succeeded: $*"; fi
+  grep -qF -- "$want" "$tmp/err" || { cat "$tmp/err" >&2; fail "message lacks '$want'"; }
+}
+printf 'one\ttwo\tthree\n' > "$tmp/ragged.txt"
+expect_error "ragged.txt:1: expected 1 to 2" embed --model "$model" --input "$tmp/ragged.txt" --output "$tmp/o1"
+printf 'ok\n\xff\xfe\n' > "$tmp/bad.txt"
+expect_error "bad.txt:2: invalid UTF-8" embed --model "$model" --input "$tmp/bad.txt" --output "$tmp/o2"
+expect_error "no column 'nope'" embed --model "$model" --tsv "$elue/SST-2/dev.tsv" --column nope --output "$tmp/o3"
+: > "$tmp/empty.txt"
+expect_error "no input lines" embed --model "$model" --input "$tmp/empty.txt" --output "$tmp/o4"
+expect_error "cannot open" embed --model "$model" --input "$tmp/missing.txt" --output "$tmp/o5"
+python3 -c 'print(" ".join(["word"] * 700))' > "$tmp/long.txt"
+expect_error "at most 512" embed --model "$model" --input "$tmp/long.txt" --max-length 600 --output "$tmp/o6"
+mkdir "$tmp/badmodel"; cp "$model/config.json" "$model/vocab.txt" "$tmp/badmodel/"
+head -c 1000 "$model/model.safetensors" > "$tmp/badmodel/model.safetensors"
+expect_error "model.safetensors" embed --model "$tmp/badmodel" --input "$tmp/in.txt" --output "$tmp/o7"
+for o in o1 o2 o3 o4 o5 o6 o7; do
+  ls "$tmp" | grep -q "^$o" && fail "left an output file behind: $o"
+done
+echo "cli: all checks passed"
