@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 model_dir=$(bash scripts/setup.sh | tail -n 1)
 build=${HASHEE_BUILD_DIR:-build}
 elue=${HASHEE_ELUE_DIR:-$PWD/../shared/data/elue}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHASHEE_BUILD_TESTS=OFF -DHASHEE_BUILD_BENCH=OFF >/dev/null
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target hashee_cli -j "$(nproc)"
 out="$build/sst2-dev-embeddings.jsonl"
 "$build/examples/hashee" embed --model "$model_dir" --tsv "$elue/SST-2/dev.tsv" --column sentence \
