@@ -183,6 +183,17 @@ TEMPLATE_LIST_TEST_CASE("gather_rows picks rows by index", "[backend]", all_back
     CHECK(y == std::vector<float>{15, 16, 17, 0, 1, 2, 15, 16, 17, 6, 7, 8});
 }
 
+TEMPLATE_LIST_TEST_CASE("scatter_rows puts rows back by index and leaves the others alone", "[backend]", all_backends) {
+    const auto b = test::make_backend<TestType>(1);
+    const std::vector<float> x{1, 2, 3, 4, 5, 6};
+    const std::vector<std::int32_t> rows{3, 1};
+    const auto xd = to_device(b, x), rd = to_device(b, rows);
+    auto yd = to_device(b, std::vector<float>(5 * 3, -1.0f));
+    b.scatter_rows({xd.data(), 2, 3}, {rd.data(), 2}, {yd.data(), 5, 3});
+    const auto y = to_host<TestType, float>(b, yd, 15);
+    CHECK(y == std::vector<float>{-1, -1, -1, 4, 5, 6, -1, -1, -1, 1, 2, 3, -1, -1, -1});
+}
+
 TEST_CASE("eigen_cpu runs every index exactly once and rejects a thread count below 1", "[backend]") {
     for (int threads : {1, 2, 3, 8}) {
         const eigen_cpu b(threads);

@@ -41,7 +41,8 @@ concept backend_gemm = requires(const B& b, const_matrix_view<float> x, const_ma
     b.linear(x, w, bias, y, epilogue::none);
 };
 
-/// Row-wise primitives: embeddings + LayerNorm, residual + LayerNorm, row gather.
+/// Row-wise primitives: embeddings + LayerNorm, residual + LayerNorm, row gather and scatter
+/// (the packing of active rows for token-level exits).
 template <class B>
 concept backend_rowwise = requires(const B& b, matrix_view<float> y, const_matrix_view<float> x,
                                    vector_view<const float> v, vector_view<const std::int32_t> idx,
@@ -49,6 +50,7 @@ concept backend_rowwise = requires(const B& b, matrix_view<float> y, const_matri
     b.embed(idx, idx, idx, x, x, x, v, v, eps, y); ///< ids, type ids, positions, 3 tables, LayerNorm
     b.add_layer_norm(y, x, v, v, eps);              ///< y = LayerNorm(y + x)
     b.gather_rows(x, idx, y);                       ///< y[i] = x[idx[i]]
+    b.scatter_rows(x, idx, y);                      ///< y[idx[i]] = x[i]
 };
 
 /// Multi-head attention over a packed ragged batch: sequence s has queries

@@ -110,6 +110,11 @@ public:
             std::memcpy(y.row(i), x.row(rows.data[i]), static_cast<std::size_t>(x.cols) * sizeof(float));
     }
 
+    void scatter_rows(const_matrix_view<float> x, vector_view<const std::int32_t> rows, matrix_view<float> y) const {
+        for (index_t i = 0; i < rows.size; ++i)
+            std::memcpy(y.row(rows.data[i]), x.row(i), static_cast<std::size_t>(x.cols) * sizeof(float));
+    }
+
     // ---- parallelism -------------------------------------------------------------------
     /// Runs f(i) for i in [0, tasks), one task per participating thread at most at once.
     template <class F>

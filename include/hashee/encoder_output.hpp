@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include <hashee/cost.hpp>
 #include <hashee/error.hpp>
 #include <hashee/matrix_view.hpp>
 
@@ -18,6 +19,8 @@ struct encoder_output {
     std::vector<std::int32_t> offsets{0}; ///< sequence s owns rows offsets[s]..offsets[s+1]
     std::vector<float> hidden;            ///< [tokens, hidden_size], packed
     std::vector<float> pooled;            ///< [sequences, hidden_size]; empty without a pooler
+    std::vector<std::uint8_t> exits;      ///< exit layer of every token (L: full depth)
+    forward_cost cost;                    ///< what the forward ran, layer by layer
 
     index_t sequences() const { return static_cast<index_t>(offsets.size()) - 1; }
     index_t tokens() const { return offsets.back(); }

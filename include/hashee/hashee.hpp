@@ -15,3 +15,12 @@
 #include <hashee/vocab.hpp>
 #include <hashee/tsv.hpp>
 #include <hashee/cost.hpp>
+#include <hashee/bucketing.hpp>
+#include <hashee/clustering_hash.hpp>
+#include <hashee/exit_policy.hpp>
+#include <hashee/exit_table.hpp>
+#include <hashee/frequency_hash.hpp>
+#include <hashee/hash_policy.hpp>
+#include <hashee/kmeans.hpp>
+#include <hashee/mutual_information_hash.hpp>
+#include <hashee/random_hash.hpp>

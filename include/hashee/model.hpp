@@ -18,6 +18,8 @@
 #include <hashee/encoder.hpp>
 #include <hashee/encoder_output.hpp>
 #include <hashee/error.hpp>
+#include <hashee/exit_policy.hpp>
+#include <hashee/hash_policy.hpp>
 #include <hashee/packed_batch.hpp>
 #include <hashee/safetensors.hpp>
 #include <hashee/tokenizer.hpp>
@@ -105,19 +107,38 @@ public:
     const wordpiece_tokenizer& tokenizer() const { return tokenizer_; }
     const pooling_config& pooling() const { return pooling_; }
 
-    /// Tokenises (truncating to the tokenizer's max length) and runs the encoder.
-    encoder_output forward(const B& backend, std::span<const text_input> inputs) const {
+    /// Tokenises (truncating to the tokenizer's max length) into a packed batch.
+    packed_batch tokenize(std::span<const text_input> inputs) const {
         if (inputs.empty()) throw input_error("empty batch: no texts to encode");
-        std::vector<encoding> encodings;
-        encodings.reserve(inputs.size());
-        for (const text_input& in : inputs) encodings.push_back(tokenizer_.encode(in.first, in.second));
-        return encoder_.forward(backend, packed_batch::from(encodings));
+        packed_batch batch;
+        for (const text_input& in : inputs) {
+            const encoding e = in.second ? tokenizer_.encode(in.first, *in.second) : tokenizer_.encode(in.first);
+            batch.push_back(e.ids, e.type_ids);
+        }
+        return batch;
+    }
+
+    /// Tokenises and runs the encoder, every token through every layer.
+    encoder_output forward(const B& backend, std::span<const text_input> inputs) const {
+        return encoder_.forward(backend, tokenize(inputs));
+    }
+    /// Tokenises and runs the encoder under a token-level exit policy (e.g. hash_exit).
+    template <token_exit_policy P>
+    encoder_output forward(const B& backend, std::span<const text_input> inputs, const P& policy) const {
+        return encoder_.forward(backend, tokenize(inputs), policy);
     }
 
     /// Sentence embeddings, [inputs, hidden], pooled as the model directory says.
     std::vector<float> embed(const B& backend, std::span<const text_input> inputs) const {
         return pooling_.apply(forward(backend, inputs));
     }
+    template <token_exit_policy P>
+    std::vector<float> embed(const B& backend, std::span<const text_input> inputs, const P& policy) const {
+        return pooling_.apply(forward(backend, inputs, policy));
+    }
+
+    /// The setup hashes for this model are built with (vocabulary, layers, special tokens).
+    hash_setup hash_setup_for() const { return hash_setup::of(tokenizer_, config().num_hidden_layers); }
 
 private:
     bert_encoder<B> encoder_;

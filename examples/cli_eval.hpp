@@ -1,0 +1,282 @@
+#pragma once
+// hashee eval: what HashEE does to a real model with no fine-tuning.
+//  - STS-B dev: Spearman (x100) of the cosine similarity of the two sentences' embeddings,
+//    dense against every hash at target FLOPs speed-ups, with keep and drop key/values.
+//  - SST-2 dev: accuracy (x100) of a logistic-regression probe trained (here, in C++) on the
+//    train-set embeddings of the same exiting model, dense against every hash.
+// Hashes are built from the task's train + dev text (labels of train only, for mutual
+// information); target speed-ups are met on that text. Writes a markdown report and plots.
+
+#include <cstdio>
+#include <ctime>
+#include <map>
+
+#include <hashee/metrics.hpp>
+#include <hashee/probe.hpp>
+
+#include "cli_common.hpp"
+#include "svg_plot.hpp"
+
+namespace hashee::cli {
+
+struct eval_options {
+    std::filesystem::path model_dir, elue_dir, out_dir;
+    std::vector<std::string> tasks{"stsb", "sst2"};
+    std::vector<std::string> policies{"frequency", "mutual_information", "clustering", "random", "random_inconsistent"};
+    std::vector<double> targets{1.5, 2.0, 3.0};
+    std::vector<std::string> kvs{"keep", "drop"};
+    double sst2_target = 2.0;
+    int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    int batch_size = 32;
+    std::size_t limit = 0; ///< use only this many examples of each split (0: all)
+    std::uint64_t seed = 0;
+};
+
+struct eval_row {
+    std::string task, method, kv;
+    double target = 0; ///< 0: dense
+    double flops_speedup = 1, layers = 0, quality = 0, seconds = 0, wall_speedup = 1;
+    std::string note;  ///< why a row has no numbers
+};
+
+class evaluator {
+public:
+    explicit evaluator(const eval_options& o)
+        : o_(o), cpu_(o.threads), m_(model<eigen_cpu>::load(o.model_dir, cpu_)), setup_(m_.hash_setup_for()) {}
+
+    std::vector<eval_row> run() {
+        for (const auto& t : o_.tasks) {
+            if (t == "stsb") stsb();
+            else if (t == "sst2") sst2();
+            else throw input_error("unknown task '" + t + "' (stsb, sst2)");
+        }
+        return rows_;
+    }
+
+private:
+    struct embedded {
+        std::vector<float> emb;
+        forward_cost cost;
+        double seconds = 0;
+    };
+
+    std::vector<packed_batch> batches(const std::vector<std::string>& texts) const {
+        std::vector<packed_batch> out;
+        for (std::size_t i = 0; i < texts.size(); ++i) {
+            if (i % static_cast<std::size_t>(o_.batch_size) == 0) out.emplace_back();
+            const auto e = m_.tokenizer().encode(texts[i]);
+            out.back().push_back(e.ids, e.type_ids);
+        }
+        return out;
+    }
+
+    template <class Policy>
+    embedded embed_all(const std::vector<packed_batch>& bs, const Policy& policy) const {
+        embedded r;
+        const auto t0 = clock_type::now();
+        for (const auto& b : bs) {
+            const encoder_output out = m_.encoder().forward(cpu_, b, policy);
+            r.cost += out.cost;
+            const auto e = m_.pooling().apply(out);
+            r.emb.insert(r.emb.end(), e.begin(), e.end());
+        }
+        r.seconds = seconds_since(t0);
+        return r;
+    }
+
+    tsv_table load(const std::string& task, const std::string& split) const {
+        auto t = tsv_table::load(o_.elue_dir / task / (split + ".tsv"));
+        return t;
+    }
+    std::size_t limited(std::size_t n) const { return o_.limit ? std::min(n, o_.limit) : n; }
+
+    /// Runs `quality(policy)` for the dense model and every policy / kv / target asked for.
+    template <class Quality>
+    void sweep(const std::string& task, const hash_corpus& text, const hash_corpus& labelled, const std::vector<double>& targets,
+               Quality&& quality) {
+        eval_row dense;
+        dense.task = task;
+        dense.method = "dense";
+        dense.kv = "-";
+        {
+            const auto [q, e] = quality(no_exit{});
+            dense.quality = q;
+            dense.seconds = e.seconds;
+            dense.layers = e.cost.average_layers();
+        }
+        rows_.push_back(dense);
+        report(rows_.back());
+        std::optional<word_clusters> clusters;
+        for (const auto& policy : o_.policies)
+            for (const auto& kvs : o_.kvs)
+                for (const double target : targets) {
+                    const kv_semantics kv = parse_kv(kvs);
+                    eval_row row;
+                    row.task = task;
+                    row.method = policy;
+                    row.kv = kvs;
+                    row.target = target;
+                    try {
+                        const bucketing b = target_speedup{target, &text.tokens, &m_.config(), kv};
+                        const bool inconsistent = policy == "random_inconsistent";
+                        const hash_corpus& rank_corpus = policy == "mutual_information" ? labelled : text;
+                        table_hash table = build_table_hash(inconsistent ? "random" : policy, m_, cpu_, rank_corpus, b,
+                                                            o_.seed, clusters);
+                        const auto measure = [&](const auto& exit_policy) {
+                            const auto [q, e] = quality(exit_policy);
+                            row.quality = q;
+                            row.seconds = e.seconds;
+                            row.flops_speedup = e.cost.flops_speedup();
+                            row.layers = e.cost.average_layers();
+                            row.wall_speedup = dense.seconds / e.seconds;
+                        };
+                        if (inconsistent)
+                            with_hash_exit(random_inconsistent_hash::like(table.table(), setup_, text.tokens, o_.seed + 1), kv,
+                                           measure);
+                        else
+                            with_hash_exit(std::move(table), kv, measure);
+                    } catch (const input_error& e) {
+                        row.note = e.what();
+                    }
+                    rows_.push_back(row);
+                    report(rows_.back());
+                }
+    }
+
+    void stsb() {
+        const auto train = load("STS-B", "train"), dev = load("STS-B", "dev");
+        hash_corpus text, labelled;
+        const auto train_in = read_tsv_columns(train, {"sentence1", "sentence2"}),
+                   dev_in = read_tsv_columns(dev, {"sentence1", "sentence2"});
+        const auto train_labels = read_labels(train, "label");
+        text.add(m_.tokenizer(), train_in);
+        text.add(m_.tokenizer(), dev_in);
+        labelled.add(m_.tokenizer(), train_in, &train_labels);
+        const std::size_t n = limited(dev.size());
+        std::vector<std::string> sentences;
+        std::vector<double> gold;
+        const std::size_t label = dev.column("label");
+        for (std::size_t i = 0; i < n; ++i) sentences.push_back(dev_in.first[i]);
+        for (std::size_t i = 0; i < n; ++i) sentences.push_back(*dev_in.second[i]);
+        for (std::size_t i = 0; i < n; ++i) gold.push_back(std::stod(dev.row(i)[label]));
+        const auto bs = batches(sentences);
+        const auto d = static_cast<std::size_t>(m_.config().hidden_size);
+        sweep("STS-B", text, labelled, o_.targets, [&](const auto& policy) {
+            embedded e = embed_all(bs, policy);
+            std::vector<double> sim(n);
+            for (std::size_t i = 0; i < n; ++i)
+                sim[i] = cosine(std::span<const float>(e.emb.data() + i * d, d), std::span<const float>(e.emb.data() + (n + i) * d, d));
+            return std::pair{100 * spearman(sim, gold), std::move(e)};
+        });
+    }
+
+    void sst2() {
+        const auto train = load("SST-2", "train"), dev = load("SST-2", "dev");
+        const auto train_in = read_tsv_columns(train, {"sentence"}), dev_in = read_tsv_columns(dev, {"sentence"});
+        const auto train_labels = read_labels(train, "label"), dev_labels = read_labels(dev, "label");
+        hash_corpus text, labelled;
+        text.add(m_.tokenizer(), train_in);
+        text.add(m_.tokenizer(), dev_in);
+        labelled.add(m_.tokenizer(), train_in, &train_labels);
+        const std::size_t nt = limited(train.size()), nd = limited(dev.size());
+        std::vector<std::string> sentences(train_in.first.begin(), train_in.first.begin() + static_cast<std::ptrdiff_t>(nt));
+        sentences.insert(sentences.end(), dev_in.first.begin(), dev_in.first.begin() + static_cast<std::ptrdiff_t>(nd));
+        const std::vector<int> y_train(train_labels.begin(), train_labels.begin() + static_cast<std::ptrdiff_t>(nt)),
+            y_dev(dev_labels.begin(), dev_labels.begin() + static_cast<std::ptrdiff_t>(nd));
+        const auto bs = batches(sentences);
+        const auto d = static_cast<index_t>(m_.config().hidden_size);
+        sweep("SST-2", text, labelled, {o_.sst2_target}, [&](const auto& policy) {
+            embedded e = embed_all(bs, policy);
+            const auto probe = logistic_probe::train({e.emb.data(), static_cast<index_t>(nt), d}, y_train, 2,
+                                                     {.epochs = 30, .seed = o_.seed});
+            const auto predicted = probe.predict({e.emb.data() + nt * static_cast<std::size_t>(d), static_cast<index_t>(nd), d});
+            return std::pair{100 * accuracy(predicted, y_dev), std::move(e)};
+        });
+    }
+
+    static void report(const eval_row& r) {
+        char buf[400];
+        if (!r.note.empty())
+            std::snprintf(buf, sizeof buf, "hashee eval: %s %s %s %.1fx: %s\n", r.task.c_str(), r.method.c_str(), r.kv.c_str(),
+                          r.target, r.note.c_str());
+        else
+            std::snprintf(buf, sizeof buf, "hashee eval: %-6s %-19s %-4s target %.1fx: FLOPs %.2fx, %.2f layers/token, "
+                          "quality %.2f, %.2f s (wall %.2fx)\n",
+                          r.task.c_str(), r.method.c_str(), r.kv.c_str(), r.target, r.flops_speedup, r.layers, r.quality,
+                          r.seconds, r.wall_speedup);
+        std::cerr << buf;
+    }
+
+    eval_options o_;
+    eigen_cpu cpu_;
+    model<eigen_cpu> m_;
+    hash_setup setup_;
+    std::vector<eval_row> rows_;
+};
+
+inline std::string results_markdown(const std::vector<eval_row>& rows, const std::string& task, const std::string& quality_name) {
+    std::string md = "| method | K/V | target | FLOPs speed-up | layers/token | " + quality_name +
+                     " | time (s) | wall speed-up |\n|---|---|---|---|---|---|---|---|\n";
+    char buf[400];
+    for (const auto& r : rows) {
+        if (r.task != task) continue;
+        if (!r.note.empty())
+            std::snprintf(buf, sizeof buf, "| %s | %s | %.1fx | — | — | — | — | — (%s) |\n", r.method.c_str(), r.kv.c_str(),
+                          r.target, r.note.c_str());
+        else
+            std::snprintf(buf, sizeof buf, "| %s | %s | %s | %.2fx | %.2f | %.2f | %.2f | %.2fx |\n", r.method.c_str(),
+                          r.kv.c_str(), r.target > 0 ? (std::to_string(r.target).substr(0, 3) + "x").c_str() : "—",
+                          r.flops_speedup, r.layers, r.quality, r.seconds, r.wall_speedup);
+        md += buf;
+    }
+    return md;
+}
+
+inline plot::figure quality_plot(const std::vector<eval_row>& rows, const std::string& task, const std::string& y_label) {
+    plot::figure fig{task + " dev: quality against FLOPs speed-up (all-MiniLM-L6-v2, no fine-tuning)", "FLOPs speed-up (dense / actual)",
+                     y_label, {}};
+    std::map<std::string, plot::series> by_method;
+    for (const auto& r : rows) {
+        if (r.task != task || !r.note.empty()) continue;
+        const std::string key = r.target == 0 ? "dense" : r.method + " (" + r.kv + ")";
+        auto& s = by_method[key];
+        s.label = key;
+        s.x.push_back(r.flops_speedup);
+        s.y.push_back(r.quality);
+    }
+    for (auto& [_, s] : by_method) fig.data.push_back(std::move(s));
+    return fig;
+}
+
+inline int run_eval(const eval_options& o, const std::string& command_line) {
+    evaluator ev(o);
+    const auto rows = ev.run();
+    const bool has_stsb = std::ranges::any_of(rows, [](const eval_row& r) { return r.task == "STS-B"; });
+    const bool has_sst2 = std::ranges::any_of(rows, [](const eval_row& r) { return r.task == "SST-2"; });
+    std::string md;
+    if (has_stsb) md += "### STS-B dev: Spearman x100 of cosine similarity\n\n" + results_markdown(rows, "STS-B", "Spearman") + "\n";
+    if (has_sst2) md += "### SST-2 dev: logistic-regression probe accuracy x100\n\n" + results_markdown(rows, "SST-2", "accuracy") + "\n";
+    std::cout << md;
+    if (!o.out_dir.empty()) {
+        std::filesystem::create_directories(o.out_dir);
+        char date[32];
+        const std::time_t now = std::time(nullptr);
+        std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
+        output_file report(o.out_dir / "hashee-results.md");
+        report.stream() << "# HashEE on all-MiniLM-L6-v2 (no fine-tuning)\n\n"
+                        << "Generated " << date << " by `" << command_line << "` (" << o.threads << " threads, batch "
+                        << o.batch_size << "). FLOPs speed-up is dense FLOPs / FLOPs that ran, counted from the shapes of "
+                        << "each forward over the whole dev set; wall speed-up is the dense run's time / this run's time, "
+                        << "measured in the same process (a shared, noisy machine: see bench/ for careful timings). "
+                        << "Targets the hash cannot reach on the task's text are marked with the reason.\n\n"
+                        << (has_stsb ? "![STS-B](hashee-stsb.svg)\n\n" : "")
+                        << (has_sst2 ? "![SST-2](hashee-sst2.svg)\n\n" : "") << md;
+        report.commit();
+        if (has_stsb) plot::write_svg(quality_plot(rows, "STS-B", "Spearman x100"), o.out_dir / "hashee-stsb.svg");
+        if (has_sst2) plot::write_svg(quality_plot(rows, "SST-2", "accuracy x100"), o.out_dir / "hashee-sst2.svg");
+        std::cerr << "hashee eval: wrote " << (o.out_dir / "hashee-results.md").string() << "\n";
+    }
+    return 0;
+}
+
+} // namespace hashee::cli

@@ -1,0 +1,91 @@
+#pragma once
+// Shared fixture of the HashEE tests: the real model, its hash setup, and the SST-2 corpus
+// (train sentences, labels) hashes are built from; plus one factory per hash policy so test
+// bodies can be templated over every policy.
+
+#include <hashee/hashee.hpp>
+
+#include "test_support.hpp"
+
+namespace hashee::test {
+
+struct hash_fixture {
+    eigen_cpu cpu{2};
+    model<eigen_cpu> m = model<eigen_cpu>::load(model_dir(), cpu);
+    hash_setup setup = hash_setup::of(m.tokenizer(), m.config().num_hidden_layers);
+    packed_batch corpus;     ///< SST-2 train, tokenised
+    std::vector<int> labels; ///< its labels
+    std::vector<std::string> dev;
+
+    hash_fixture() {
+        const auto train = tsv_table::load(elue_dir() / "SST-2" / "train.tsv");
+        for (std::size_t i = 0; i < train.size(); ++i) {
+            const auto e = m.tokenizer().encode(train.row(i)[0]);
+            corpus.push_back(e.ids, e.type_ids);
+            labels.push_back(std::stoi(train.row(i)[1]));
+        }
+        const auto d = tsv_table::load(elue_dir() / "SST-2" / "dev.tsv");
+        for (std::size_t i = 0; i < d.size(); ++i) dev.push_back(d.row(i)[0]);
+    }
+    static const hash_fixture& get() {
+        static const hash_fixture f;
+        return f;
+    }
+    packed_batch dev_batch(std::size_t first, std::size_t count) const {
+        packed_batch b;
+        for (std::size_t i = first; i < first + count; ++i) {
+            const auto e = m.tokenizer().encode(dev[i % dev.size()]);
+            b.push_back(e.ids, e.type_ids);
+        }
+        return b;
+    }
+};
+
+struct frequency_factory {
+    static frequency_hash make(const hash_fixture& f) { return {f.setup, f.corpus, equal_type_buckets{}}; }
+};
+struct mutual_information_factory {
+    static mutual_information_hash make(const hash_fixture& f) { return {f.setup, f.corpus, f.labels, 2, equal_type_buckets{}}; }
+};
+struct clustering_factory {
+    static clustering_hash make(const hash_fixture& f) {
+        return {f.setup, f.m.encoder().weights().embeddings().word, equal_type_buckets{}, f.cpu, {.restarts = 2, .max_iterations = 30, .seed = 1}};
+    }
+};
+struct random_factory {
+    static random_hash make(const hash_fixture& f) { return {f.setup, 42, equal_type_buckets{}}; }
+};
+struct random_inconsistent_factory {
+    static random_inconsistent_hash make(const hash_fixture& f) {
+        return random_inconsistent_hash::like(random_factory::make(f).table(), f.setup, f.corpus, 7);
+    }
+};
+/// Every id, special tokens included, at a uniformly random layer: sequences whose every
+/// token (even [CLS]) has exited at some layer, and layers with nothing to do.
+struct fully_random_table_factory {
+    static table_hash make(const hash_fixture& f) {
+        exit_table t(f.setup.vocab_size, f.setup.num_layers, "fully_random");
+        std::mt19937 rng(3);
+        for (std::int32_t id = 0; id < t.vocab_size(); ++id) t.set(id, 1 + static_cast<int>(rng() % t.num_layers()));
+        return table_hash(std::move(t));
+    }
+};
+
+template <class Factory, kv_semantics KV>
+struct policy_case {
+    using factory = Factory;
+    static constexpr kv_semantics kv = KV;
+};
+
+using all_policy_cases =
+    std::tuple<policy_case<frequency_factory, kv_semantics::keep>, policy_case<frequency_factory, kv_semantics::drop>,
+               policy_case<mutual_information_factory, kv_semantics::keep>,
+               policy_case<mutual_information_factory, kv_semantics::drop>,
+               policy_case<clustering_factory, kv_semantics::keep>, policy_case<clustering_factory, kv_semantics::drop>,
+               policy_case<random_factory, kv_semantics::keep>, policy_case<random_factory, kv_semantics::drop>,
+               policy_case<random_inconsistent_factory, kv_semantics::keep>,
+               policy_case<random_inconsistent_factory, kv_semantics::drop>,
+               policy_case<fully_random_table_factory, kv_semantics::keep>,
+               policy_case<fully_random_table_factory, kv_semantics::drop>>;
+
+} // namespace hashee::test
