@@ -54,4 +54,35 @@ expect_error "model.safetensors" embed --model "$tmp/badmodel" --input "$tmp/in.
 for o in o1 o2 o3 o4 o5 o6 o7; do
   ls "$tmp" | grep -q "^$o" && fail "left an output file behind: $o"
 done
+# HashEE: build a table, embed with it, evaluate.
+head -301 "$elue/SST-2/train.tsv" > "$tmp/small.tsv"
+"$bin" hash build --model "$model" --policy frequency --corpus "$tmp/small.tsv" --column sentence --target 1.5 \
+  --out "$tmp/freq.json" 2> "$tmp/build.err"
+grep -q "FLOPs speed-up 1\.[4-5]" "$tmp/build.err" || { cat "$tmp/build.err" >&2; fail "hash build missed its target"; }
+python3 - "$tmp/freq.json" <<'PY' || fail "bad table file"
+import json, sys
+t = json.load(open(sys.argv[1]))
+assert t["format"] == "hashee-exit-table" and t["version"] == 1 and t["num_layers"] == 6
+assert len(t["exits"]) == 30522 and set(t["exits"]) <= set(range(1, 7)) and min(t["exits"]) == 1
+PY
+"$bin" embed --model "$model" --input "$tmp/in.txt" --exit "$tmp/freq.json" --kv drop --output "$tmp/hash.jsonl" 2> "$tmp/embed.err"
+grep -q "FLOPs speed-up" "$tmp/embed.err" || fail "embed --exit does not report its FLOPs speed-up"
+[ "$(wc -l < "$tmp/hash.jsonl")" -eq 2 ] || fail "embed --exit: expected 2 lines"
+"$bin" hash build --model "$model" --policy clustering --buckets 3 --seed 1 --out "$tmp/clu.json" 2> /dev/null
+"$bin" hash build --model "$model" --policy mutual_information --corpus "$tmp/small.tsv" --column sentence \
+  --label-column label --out "$tmp/mi.json" 2> /dev/null
+expect_error "needs labels" hash build --model "$model" --policy mutual_information --corpus "$tmp/small.tsv" \
+  --column sentence --out "$tmp/o8"
+echo '{"format": "hashee-exit-table", "version": 9}' > "$tmp/bad.json"
+expect_error "bad.json: unsupported version 9" embed --model "$model" --input "$tmp/in.txt" --exit "$tmp/bad.json" \
+  --output "$tmp/o9"
+expect_error "out of reach" hash build --model "$model" --policy frequency --corpus "$tmp/small.tsv" --column sentence \
+  --target 30 --out "$tmp/o10"
+for o in o8 o9 o10; do ls "$tmp" | grep -q "^$o" && fail "left an output file behind: $o"; done
+
+"$bin" eval --model "$model" --elue "$elue" --tasks stsb,sst2 --policies frequency,random_inconsistent --targets 1.5 \
+  --kv keep --limit 40 --out "$tmp/report" > "$tmp/eval.md" 2> /dev/null
+grep -q "| dense |" "$tmp/eval.md" || fail "eval printed no dense row"
+grep -q "| random_inconsistent | keep | 1.5x |" "$tmp/eval.md" || fail "eval printed no HashEE row"
+for f in hashee-results.md hashee-stsb.svg hashee-sst2.svg; do [ -s "$tmp/report/$f" ] || fail "eval did not write $f"; done
 echo "cli: all checks passed"

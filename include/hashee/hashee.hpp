@@ -24,3 +24,5 @@
 #include <hashee/kmeans.hpp>
 #include <hashee/mutual_information_hash.hpp>
 #include <hashee/random_hash.hpp>
+#include <hashee/metrics.hpp>
+#include <hashee/probe.hpp>
