@@ -6,6 +6,9 @@
 //    train-set embeddings of the same exiting model, dense against every hash.
 // Hashes are built from the task's train + dev text (labels of train only, for mutual
 // information); target speed-ups are met on that text. Writes a markdown report and plots.
+// The probe does not standardise features (the embeddings are unit-normalised already): on the
+// dense embeddings it then matches scikit-learn's LogisticRegression (74.5 to 76.1 for C = 100
+// down to 0.1; this probe: 75.9).
 
 #include <cstdio>
 #include <ctime>
@@ -188,7 +191,7 @@ private:
         sweep("SST-2", text, labelled, {o_.sst2_target}, [&](const auto& policy) {
             embedded e = embed_all(bs, policy);
             const auto probe = logistic_probe::train({e.emb.data(), static_cast<index_t>(nt), d}, y_train, 2,
-                                                     {.epochs = 30, .seed = o_.seed});
+                                                     {.epochs = 30, .learning_rate = 1e-2, .weight_decay = 1e-2, .seed = o_.seed, .standardize = false});
             const auto predicted = probe.predict({e.emb.data() + nt * static_cast<std::size_t>(d), static_cast<index_t>(nd), d});
             return std::pair{100 * accuracy(predicted, y_dev), std::move(e)};
         });
@@ -233,8 +236,7 @@ inline std::string results_markdown(const std::vector<eval_row>& rows, const std
 }
 
 inline plot::figure quality_plot(const std::vector<eval_row>& rows, const std::string& task, const std::string& y_label) {
-    plot::figure fig{task + " dev: quality against FLOPs speed-up (all-MiniLM-L6-v2, no fine-tuning)", "FLOPs speed-up (dense / actual)",
-                     y_label, {}};
+    plot::figure fig{task + " dev, all-MiniLM-L6-v2 without fine-tuning", "FLOPs speed-up (dense / actual)", y_label, {}};
     std::map<std::string, plot::series> by_method;
     for (const auto& r : rows) {
         if (r.task != task || !r.note.empty()) continue;

@@ -275,8 +275,12 @@ inline std::string to_svg(const figure& fig) {
     out += std::to_string(fig.height);
     out += "\" fill=\"white\"/>\n";
 
-    if (!fig.title.empty())
-        append_text(out, left + pw / 2, 26.0, "class=\"title\" font-size=\"16\" text-anchor=\"middle\"", fig.title);
+    if (!fig.title.empty()) { // centred over the plot; a title too wide for that starts at the left edge
+        if (static_cast<double>(fig.title.size()) * 8.0 < 2 * (left + pw / 2) - 16)
+            append_text(out, left + pw / 2, 26.0, "class=\"title\" font-size=\"16\" text-anchor=\"middle\"", fig.title);
+        else
+            append_text(out, 8.0, 26.0, "class=\"title\" font-size=\"16\" text-anchor=\"start\"", fig.title);
+    }
 
     // Grid.
     out += "<g class=\"grid\" stroke=\"#e4e4e4\" stroke-width=\"1\">\n";

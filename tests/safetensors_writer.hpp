@@ -2,7 +2,6 @@
 // Test helpers for safetensors files: a writer that builds valid files from scratch, raw byte
 // builders for corrupt ones, a temporary directory, and exact-exception-type matching.
 
-#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -15,25 +14,13 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
+#include "test_support.hpp"
 #include <nlohmann/json.hpp>
 
 namespace hashee::test {
 
 namespace fs = std::filesystem;
-
-/// The exception message of `fn`, which must throw exactly an `E` (a sibling type fails).
-template <class E, class F>
-std::string error_of(F&& fn) {
-    try {
-        fn();
-    } catch (const E& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        FAIL("threw the wrong exception type: " << e.what());
-    }
-    FAIL("did not throw");
-    return {};
-}
 
 std::vector<std::byte> to_bytes(std::string_view s) {
     std::vector<std::byte> out(s.size());
@@ -94,28 +81,6 @@ struct writer {
         out.insert(out.end(), hb.begin(), hb.end());
         for (const auto& it : items) out.insert(out.end(), it.data.begin(), it.data.end());
         return out;
-    }
-};
-
-/// A fresh temporary directory, removed at scope exit.
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        static std::atomic<int> counter{0};
-        path = fs::temp_directory_path() /
-               ("hashee_st_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    fs::path write(const std::string& name, const std::vector<std::byte>& bytes) const {
-        auto p = path / name;
-        std::ofstream out(p, std::ios::binary);
-        out.write(reinterpret_cast<const char*>(bytes.data()),
-                  static_cast<std::streamsize>(bytes.size()));
-        return p;
     }
 };
 

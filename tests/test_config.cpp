@@ -20,22 +20,10 @@ using nlohmann::json;
 
 namespace {
 
+using namespace hashee::test;
 namespace fs = std::filesystem;
 
 const std::string src = "test/config.json";
-
-template <class E, class F>
-std::string error_of(F&& fn) {
-    try {
-        fn();
-    } catch (const E& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        FAIL("threw the wrong exception type: " << e.what());
-    }
-    FAIL("did not throw");
-    return {};
-}
 
 /// A minimal valid BERT config.
 json base() {
@@ -57,20 +45,6 @@ std::string expect_config_error(const json& j, const std::string& field) {
     CHECK_THAT(msg, Contains("field '" + field + "'"));
     return msg;
 }
-
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        static std::atomic<int> counter{0};
-        path = fs::temp_directory_path() /
-               ("hashee_cfg_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 } // namespace
 

@@ -1,10 +1,18 @@
 #pragma once
 // Where tests find the real model, the ELUE data and the committed test data.
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
+#include <iterator>
 #include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
 
 namespace hashee::test {
 
@@ -33,6 +41,51 @@ inline std::filesystem::path elue_dir() {
         throw std::runtime_error("ELUE data not found in " + dir.string() +
                                  " (set HASHEE_ELUE_DIR)");
     return dir;
+}
+
+namespace fs = std::filesystem;
+
+/// The exception message of `fn`, which must throw exactly an `E` (a sibling type fails).
+template <class E, class F>
+std::string error_of(F&& fn) {
+    try {
+        fn();
+    } catch (const E& e) {
+        return e.what();
+    } catch (const std::exception& e) {
+        FAIL("threw the wrong exception type: " << e.what());
+    }
+    FAIL("did not throw");
+    return {};
+}
+
+/// A fresh temporary directory, removed at scope exit.
+struct temp_dir {
+    fs::path path;
+    temp_dir() {
+        static std::atomic<int> counter{0};
+        path = fs::temp_directory_path() /
+               ("hashee_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+        fs::create_directories(path);
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    fs::path write(const std::string& name, const std::vector<std::byte>& bytes) const {
+        auto p = path / name;
+        std::ofstream out(p, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(bytes.data()),
+                  static_cast<std::streamsize>(bytes.size()));
+        return p;
+    }
+};
+
+/// A whole file as text.
+inline std::string read_file_text(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot open " + p.string());
+    return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 } // namespace hashee::test

@@ -3,6 +3,8 @@
 // straight into the memory-mapped checkpoint (no copy); F16/BF16 tensors are converted once.
 // On a device backend every tensor is uploaded once. Immutable after loading.
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -108,10 +110,16 @@ private:
                                                        "'', 'bert.' and 'elasticbert.')"));
     }
 
-    /// A pointer to the tensor's floats in the backend's memory space.
+    /// A pointer to the tensor's floats in the backend's memory space. A NaN or infinity in a
+    /// weight would spread silently through every output, so it is a weight_error here.
     const float* bind(const tensor_info& t, const B& backend) {
         std::vector<float> converted;
         std::span<const float> host = file_->floats(t, converted);
+        if (const auto bad = std::find_if_not(host.begin(), host.end(), [](float x) { return std::isfinite(x); });
+            bad != host.end())
+            throw weight_error(detail::located(file_->source(), "tensor '" + t.name + "' holds a non-finite value (" +
+                                                                    std::to_string(*bad) + ") at element " +
+                                                                    std::to_string(bad - host.begin())));
         if constexpr (B::host_accessible) {
             if (converted.empty()) return host.data(); // zero-copy view into the mapping
         }

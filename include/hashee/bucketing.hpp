@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <span>
 #include <string>
 #include <variant>
@@ -61,6 +62,26 @@ inline std::vector<std::int64_t> occurrence_counts(const packed_batch& corpus, s
     return counts;
 }
 
+/// The ids the corpus shows (special tokens excluded), highest score first (ties: smaller id
+/// first): the ranking of the corpus-based hashes.
+template <class Score>
+std::vector<std::int32_t> rank_seen_ids(const hash_setup& s, const packed_batch& corpus, Score&& score) {
+    const auto counts = occurrence_counts(corpus, s.vocab_size);
+    std::vector<std::int32_t> ids;
+    for (std::int32_t id = 0; id < s.vocab_size; ++id)
+        if (counts[static_cast<std::size_t>(id)] > 0 && !s.is_special(id)) ids.push_back(id);
+    std::stable_sort(ids.begin(), ids.end(), [&](std::int32_t a, std::int32_t b) {
+        return score(a, counts[static_cast<std::size_t>(a)]) > score(b, counts[static_cast<std::size_t>(b)]);
+    });
+    return ids;
+}
+
+inline std::string ratio_str(double r) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2fx", r);
+    return buf;
+}
+
 inline exit_table to_target(std::span<const std::int32_t> ranking, const hash_setup& s, const target_speedup& t,
                             std::string policy) {
     if (!t.corpus || !t.config) throw input_error("target_speedup: needs a corpus and a model config");
@@ -96,8 +117,8 @@ inline exit_table to_target(std::span<const std::int32_t> ranking, const hash_se
     exit_table best = table_for(std::exp(hi));
     double best_speedup = speedup(best);
     if (best_speedup < t.ratio * (1 - t.tolerance))
-        throw input_error("target_speedup: " + std::to_string(t.ratio) + "x is out of reach for the '" + policy +
-                          "' hash on this corpus (at most " + std::to_string(best_speedup) + "x with " +
+        throw input_error("target_speedup: " + ratio_str(t.ratio) + " is out of reach for the '" + policy +
+                          "' hash on this corpus (at most " + ratio_str(best_speedup) + " with " +
                           (t.kv == kv_semantics::keep ? "keep" : "drop") + " key/value semantics)");
     for (int it = 0; it < 60; ++it) {
         const double mid = (lo + hi) / 2;
@@ -111,8 +132,8 @@ inline exit_table to_target(std::span<const std::int32_t> ranking, const hash_se
     }
     if (std::abs(best_speedup - t.ratio) > t.tolerance * t.ratio)
         throw input_error("target_speedup: the '" + policy + "' hash cannot get within " +
-                          std::to_string(100 * t.tolerance) + "% of " + std::to_string(t.ratio) +
-                          "x on this corpus (closest: " + std::to_string(best_speedup) + "x)");
+                          std::to_string(static_cast<int>(100 * t.tolerance)) + "% of " + ratio_str(t.ratio) +
+                          " on this corpus (closest: " + ratio_str(best_speedup) + ")");
     return best;
 }
 

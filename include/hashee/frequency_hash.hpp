@@ -2,9 +2,6 @@
 // The frequency hash: token ids counted over an unlabelled corpus (special tokens excluded),
 // most frequent first; frequent tokens exit earliest. Ids the corpus never shows exit at L.
 
-#include <algorithm>
-#include <numeric>
-
 #include <hashee/bucketing.hpp>
 #include <hashee/hash_policy.hpp>
 #include <hashee/packed_batch.hpp>
@@ -18,14 +15,7 @@ public:
 
     /// Ids seen in the corpus, most frequent first (ties: smaller id first).
     static std::vector<std::int32_t> ranking(const hash_setup& s, const packed_batch& corpus) {
-        const auto counts = detail::occurrence_counts(corpus, s.vocab_size);
-        std::vector<std::int32_t> ids;
-        for (std::int32_t id = 0; id < s.vocab_size; ++id)
-            if (counts[static_cast<std::size_t>(id)] > 0 && !s.is_special(id)) ids.push_back(id);
-        std::stable_sort(ids.begin(), ids.end(), [&](std::int32_t a, std::int32_t b) {
-            return counts[static_cast<std::size_t>(a)] > counts[static_cast<std::size_t>(b)];
-        });
-        return ids;
+        return detail::rank_seen_ids(s, corpus, [](std::int32_t, std::int64_t count) { return count; });
     }
 };
 

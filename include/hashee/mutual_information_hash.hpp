@@ -61,15 +61,8 @@ public:
     /// Ids seen in the corpus, highest MI first (ties: smaller id first).
     static std::vector<std::int32_t> ranking(const hash_setup& s, const packed_batch& corpus, std::span<const int> labels,
                                              int classes) {
-        const auto counts = detail::occurrence_counts(corpus, s.vocab_size);
         const auto mi = scores(s, corpus, labels, classes);
-        std::vector<std::int32_t> ids;
-        for (std::int32_t id = 0; id < s.vocab_size; ++id)
-            if (counts[static_cast<std::size_t>(id)] > 0 && !s.is_special(id)) ids.push_back(id);
-        std::stable_sort(ids.begin(), ids.end(), [&](std::int32_t a, std::int32_t b) {
-            return mi[static_cast<std::size_t>(a)] > mi[static_cast<std::size_t>(b)];
-        });
-        return ids;
+        return detail::rank_seen_ids(s, corpus, [&](std::int32_t id, std::int64_t) { return mi[static_cast<std::size_t>(id)]; });
     }
 };
 

@@ -1,4 +1,4 @@
-// Consumer test (fetchcontent): a downstream program that includes hashee's umbrella header and
+// Consumer tests (add_subdirectory, FetchContent, find_package): a downstream program that includes hashee's umbrella header and
 // uses it. Keep it this small -- it must keep compiling as the library grows, with no model.
 #include <hashee/hashee.hpp>
 
@@ -13,7 +13,7 @@ int main() {
             std::printf("unexpected what(): %s\n", e.what());
             return 1;
         }
-        std::printf("hashee consumer: ok (fetchcontent)\n");
+        std::printf("hashee consumer: ok (%s)\n", HASHEE_CONSUMER_KIND);
         return 0;
     }
     return 1;

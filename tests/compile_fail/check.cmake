@@ -1,0 +1,15 @@
+# cmake -DCXX=... -DSOURCE=... -DINCLUDES="a;b" -DEXPECT=concept_name -P check.cmake
+# Passes when SOURCE fails to compile and the diagnostic names EXPECT.
+set(args -std=c++20 -fsyntax-only)
+foreach(dir IN LISTS INCLUDES)
+  list(APPEND args -I${dir})
+endforeach()
+execute_process(COMMAND ${CXX} ${args} ${SOURCE} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "${SOURCE} compiled, but it must not")
+endif()
+string(FIND "${err}" "${EXPECT}" at)
+if(at EQUAL -1)
+  message(FATAL_ERROR "${SOURCE} failed to compile, but the diagnostic does not name ${EXPECT}:\n${err}")
+endif()
+message(STATUS "${SOURCE}: rejected, naming ${EXPECT}")
