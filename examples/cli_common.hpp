@@ -67,11 +67,7 @@ inline std::string read_stream(std::istream& s, const std::string& name) {
     return o.str();
 }
 
-inline std::string read_file(const std::filesystem::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    if (!f) throw io_error(p.string() + ": cannot open");
-    return read_stream(f, p.string());
-}
+inline std::string read_file(const std::filesystem::path& p) { return detail::read_text_file(p); }
 
 /// Writes to `path` through a temporary file in the same folder, renamed into place on
 /// commit(); a failed run leaves no half-written output. An empty path means stdout.

@@ -6,6 +6,7 @@
 // ElasticBERT configs carry that do not change inference (dropout rates, labels, generation
 // defaults, ...) are listed explicitly and ignored. See docs/formats.md.
 
+#include <hashee/detail/read_file.hpp>
 #include <hashee/error.hpp>
 
 #include <nlohmann/json.hpp>
@@ -14,11 +15,9 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <iterator>
 #include <limits>
 #include <set>
-#include <sstream>
 #include <string>
 #include <string_view>
 
@@ -225,16 +224,7 @@ inline bert_config bert_config::parse(std::string_view json_text, const std::str
 }
 
 inline bert_config bert_config::load(const std::filesystem::path& file) {
-    const std::string name = file.string();
-    std::error_code ec;
-    if (std::filesystem::is_directory(file, ec))
-        throw io_error(detail::located(name, "is a directory, not a file"));
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw io_error(detail::located(name, "cannot open"));
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) throw io_error(detail::located(name, "read error"));
-    return parse(text.str(), name);
+    return parse(detail::read_text_file(file), file.string());
 }
 
 } // namespace hashee

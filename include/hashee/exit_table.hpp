@@ -8,12 +8,12 @@
 #include <filesystem>
 #include <fstream>
 #include <span>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include <hashee/detail/read_file.hpp>
 #include <hashee/error.hpp>
 #include <hashee/vocab.hpp>
 
@@ -87,8 +87,17 @@ public:
     /// `source` and the field for anything malformed or made for another model.
     static exit_table parse(std::string_view text, const std::string& source, const vocab& v, int num_layers) {
         nlohmann::json j;
+        // A table nests two deep. Deeper JSON is refused while parsing: the error messages
+        // below dump offending values, and nlohmann's serializer recurses (stack overflow).
+        const nlohmann::json::parser_callback_t depth_limit = [&](int depth, nlohmann::json::parse_event_t event,
+                                                                  nlohmann::json&) {
+            if ((event == nlohmann::json::parse_event_t::object_start ||
+                 event == nlohmann::json::parse_event_t::array_start) && depth > 32)
+                throw format_error(detail::located(source, "invalid JSON: nested too deeply"));
+            return true;
+        };
         try {
-            j = nlohmann::json::parse(text);
+            j = nlohmann::json::parse(text, depth_limit);
         } catch (const nlohmann::json::exception& e) {
             throw format_error(detail::located(source, std::string("invalid JSON: ") + e.what()));
         }
@@ -130,11 +139,7 @@ public:
     }
 
     static exit_table load(const std::filesystem::path& file, const vocab& v, int num_layers) {
-        std::ifstream in(file, std::ios::binary);
-        if (!in) throw io_error(detail::located(file.string(), "cannot open"));
-        std::ostringstream s;
-        s << in.rdbuf();
-        return parse(s.str(), file.string(), v, num_layers);
+        return parse(detail::read_text_file(file), file.string(), v, num_layers);
     }
 
     /// FNV-1a 64 over the vocabulary's tokens in id order: ties a table to its vocabulary.

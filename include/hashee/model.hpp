@@ -4,7 +4,6 @@
 // directory has them. Immutable once loaded; share it across threads by const reference.
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <span>
 #include <string>
@@ -17,6 +16,7 @@
 #include <hashee/config.hpp>
 #include <hashee/encoder.hpp>
 #include <hashee/encoder_output.hpp>
+#include <hashee/detail/read_file.hpp>
 #include <hashee/error.hpp>
 #include <hashee/exit_policy.hpp>
 #include <hashee/hash_policy.hpp>
@@ -72,10 +72,9 @@ struct pooling_config {
 
 private:
     static nlohmann::json read_json(const std::filesystem::path& f) {
-        std::ifstream in(f, std::ios::binary);
-        if (!in) throw io_error(detail::located(f.string(), "cannot open"));
+        const std::string text = detail::read_text_file(f);
         try {
-            return nlohmann::json::parse(in);
+            return nlohmann::json::parse(text);
         } catch (const nlohmann::json::exception& e) {
             throw format_error(detail::located(f.string(), std::string("invalid JSON: ") + e.what()));
         }

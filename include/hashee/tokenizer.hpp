@@ -3,6 +3,7 @@
 // (transformers 5, backed by the Rust `tokenizers` library): see docs/tokenizer.md.
 
 #include <hashee/detail/unicode.hpp>
+#include <hashee/detail/read_file.hpp>
 #include <hashee/error.hpp>
 #include <hashee/vocab.hpp>
 
@@ -13,7 +14,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <optional>
 #include <span>
@@ -54,15 +54,6 @@ struct text_input {
 };
 
 namespace detail {
-
-/// Reads a whole file; io_error when it cannot.
-inline std::string read_text_file(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error(located(path.string(), "cannot open file"));
-    std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) throw io_error(located(path.string(), "cannot read file"));
-    return s;
-}
 
 inline nlohmann::json read_json_file(const std::filesystem::path& path) {
     const std::string text = read_text_file(path);

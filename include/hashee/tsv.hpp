@@ -6,13 +6,12 @@
 
 #include <cstddef>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <hashee/detail/unicode.hpp>
+#include <hashee/detail/read_file.hpp>
 #include <hashee/error.hpp>
 
 namespace hashee {
@@ -58,12 +57,7 @@ public:
 
     static tsv_table load(const std::filesystem::path& file, bool has_header = true, std::size_t min_fields = 1,
                           std::size_t max_fields = SIZE_MAX) {
-        std::ifstream in(file, std::ios::binary);
-        if (!in) throw io_error(detail::located(file.string(), "cannot open"));
-        std::ostringstream s;
-        s << in.rdbuf();
-        if (in.bad()) throw io_error(detail::located(file.string(), "read failed"));
-        return parse(s.str(), file.string(), has_header, min_fields, max_fields);
+        return parse(detail::read_text_file(file), file.string(), has_header, min_fields, max_fields);
     }
 
     const std::string& source() const { return source_; }

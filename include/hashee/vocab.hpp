@@ -1,15 +1,14 @@
 #pragma once
 // A WordPiece vocabulary (BERT's vocab.txt): one token per line, id = 0-based line number.
 
+#include <hashee/detail/read_file.hpp>
 #include <hashee/error.hpp>
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -36,12 +35,7 @@ public:
     /// Reads vocab.txt. io_error when the file cannot be read; format_error (naming the file
     /// and line) when it is empty, holds an empty line or the same token twice.
     static vocab load(const std::filesystem::path& path) {
-        std::ifstream in(path, std::ios::binary);
-        if (!in) throw io_error(detail::located(path.string(), "cannot open vocabulary file"));
-        std::ostringstream ss;
-        ss << in.rdbuf();
-        if (in.bad()) throw io_error(detail::located(path.string(), "cannot read vocabulary file"));
-        return from_string(ss.str(), path.string());
+        return from_string(detail::read_text_file(path), path.string());
     }
 
     /// Parses vocabulary text: lines separated by '\n', a trailing '\r' stripped from each
