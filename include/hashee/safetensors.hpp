@@ -95,6 +95,10 @@ struct tensor_info {
 
     /// Number of elements (1 for a scalar, 0 when any dimension is 0).
     std::int64_t numel() const noexcept {
+        // A zero dimension first: the other dimensions' product may exceed int64 (the format
+        // only bounds the total), and multiplying them would overflow.
+        for (auto d : shape)
+            if (d == 0) return 0;
         std::int64_t n = 1;
         for (auto d : shape) n *= d;
         return n;
