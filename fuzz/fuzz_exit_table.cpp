@@ -1,0 +1,10 @@
+// libFuzzer harness: hashee's exit_table reader (see targets.hpp for what it checks).
+#include "targets.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    fuzz_exit_table(data, size);
+    return 0;
+}
