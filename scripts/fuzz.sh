@@ -24,16 +24,7 @@ log() { printf '[fuzz] %s\n' "$*" >&2; }
 
 # ---- tools ----------------------------------------------------------------------------------
 PACKAGES=(clang libclang-rt-14-dev cmake make libeigen3-dev nlohmann-json3-dev libutf8proc-dev)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+bash scripts/apt-install.sh "${PACKAGES[@]}"
 cc=clang; cxx=clang++
 command -v "$cxx" >/dev/null || { cc=clang-14; cxx=clang++-14; }
 

@@ -23,16 +23,7 @@ python3 -m pip --version >/dev/null 2>&1 || PACKAGES+=(python3 python3-pip)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+bash "$(cd "$(dirname "$0")" && pwd)/apt-install.sh" "${PACKAGES[@]}"
 
 verify_model() {
   for f in "${!FILE_SHA256[@]}"; do
