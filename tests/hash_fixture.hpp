@@ -49,7 +49,7 @@ struct mutual_information_factory {
 };
 struct clustering_factory {
     static clustering_hash make(const hash_fixture& f) {
-        return {f.setup, f.m.encoder().weights().embeddings().word, equal_type_buckets{}, f.cpu, {.restarts = 2, .max_iterations = 30, .seed = 1}};
+        return {f.setup, f.m.encoder().weights().embeddings().word, equal_type_buckets{}, f.cpu, {.restarts = test::under_sanitizer ? 1 : 2, .max_iterations = test::under_sanitizer ? 8 : 30, .seed = 1}};
     }
 };
 struct random_factory {

@@ -22,26 +22,14 @@
 
 #include "hash_fixture.hpp"
 
-#if defined(__SANITIZE_THREAD__)
-#define HASHEE_TEST_UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define HASHEE_TEST_UNDER_TSAN 1
-#endif
-#endif
-
 using namespace hashee;
 using hashee::test::hash_fixture;
 
 namespace {
 
-#ifdef HASHEE_TEST_UNDER_TSAN
-constexpr int rounds = 1;       // TSan slows the forward ~10x; one round already overlaps every kind of work
-constexpr std::size_t jobs_per_thread = 4;
-#else
-constexpr int rounds = 3;
-constexpr std::size_t jobs_per_thread = 8;
-#endif
+// Sanitizers slow the forward 5-20x; one round already overlaps every kind of work.
+constexpr int rounds = test::under_sanitizer ? 1 : 3;
+constexpr std::size_t jobs_per_thread = test::under_sanitizer ? 4 : 8;
 constexpr int thread_count = 4;
 
 /// The policies the threads mix; `run` dispatches on the index.

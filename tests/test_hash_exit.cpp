@@ -25,8 +25,11 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 TEMPLATE_LIST_TEST_CASE("packed token exits equal the dense reference", "[hashee]", test::all_policy_cases) {
     const auto& f = hash_fixture::get();
     const hash_exit<decltype(TestType::factory::make(f)), TestType::kv> policy(TestType::factory::make(f));
-    const std::size_t batch = GENERATE(1, 2, 7, 32, 64);
-    const std::size_t first = GENERATE(0, 500);
+    // Under the sanitizers: batch sizes 1, 7 and 32 at one offset.
+    const std::size_t batch = GENERATE(filter([](std::size_t b) { return !test::under_sanitizer || b % 2 == 1 || b == 32; },
+                                              values<std::size_t>({1, 2, 7, 32, 64})));
+    const std::size_t first = GENERATE(filter([](std::size_t o) { return !test::under_sanitizer || o == 0; },
+                                              values<std::size_t>({0, 500})));
     const auto p = f.dev_batch(first, batch);
     const auto out = f.m.encoder().forward(f.cpu, p, policy);
     REQUIRE(out.exits.size() == static_cast<std::size_t>(p.tokens()));

@@ -14,7 +14,23 @@
 
 #include <catch2/catch.hpp>
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HASHEE_TEST_UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define HASHEE_TEST_UNDER_SANITIZER 1
+#endif
+#endif
+
 namespace hashee::test {
+
+/// True in the sanitizer builds (docs/sanitizers.md), which run every test but over smaller
+/// grids where a test repeats the same code on more data: instrumented code runs 5-20x slower.
+#ifdef HASHEE_TEST_UNDER_SANITIZER
+inline constexpr bool under_sanitizer = true;
+#else
+inline constexpr bool under_sanitizer = false;
+#endif
 
 inline std::filesystem::path from_env(const char* var, const char* fallback) {
     const char* v = std::getenv(var);
