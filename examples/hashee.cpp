@@ -6,6 +6,8 @@
 //                [--buckets B | --target X [--kv keep|drop]] [--seed S] --out TABLE
 //   hashee eval --model DIR [--elue DIR] [--tasks stsb,sst2] [--policies ...] [--targets 1.5,2,3]
 //                [--kv keep,drop] [--out DIR]
+//   hashee baselines --model DIR [--elue DIR] [--tasks sst2,stsb] [--train-samples N] [--epochs E]
+//                [--out DIR]
 //
 // Errors exit with status 1 and a message naming the file and line; outputs are written
 // atomically (a temporary file renamed into place).
@@ -15,6 +17,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli_baselines.hpp"
 #include "cli_embed.hpp"
 #include "cli_eval.hpp"
 #include "cli_hash.hpp"
@@ -79,15 +82,32 @@ int main(int argc, char** argv) {
     eval->add_option("--seed", vo.seed, "Seed of the hashes and the probe");
     eval->add_option("--out", vo.out_dir, "Write hashee-results.md and plots (SVG) here");
 
+    baselines_options bo;
+    bo.elue_dir = vo.elue_dir;
+    auto* base = app.add_subcommand("baselines", "Sentence-level early exits (DeeBERT, FastBERT, PABEE, BERxiT, static) "
+                                                 "against HashEE: one table");
+    base->add_option("--model", bo.model_dir, "Model directory")->required()->check(CLI::ExistingDirectory);
+    base->add_option("--elue", bo.elue_dir, "ELUE data directory (default: $HASHEE_ELUE_DIR or ../shared/data/elue)")
+        ->check(CLI::ExistingDirectory);
+    base->add_option("--tasks", bo.tasks, "sst2 and/or stsb")->delimiter(',');
+    base->add_option("--train-samples", bo.train_samples, "Head-training budget: training examples (0: all)");
+    base->add_option("--epochs", bo.epochs, "Head-training budget: epochs")->check(CLI::Range(1, 1000));
+    base->add_option("--learning-rate", bo.learning_rate, "Head-training budget: AdamW learning rate")->check(CLI::Range(1e-7, 1.0));
+    base->add_option("--timing-samples", bo.timing_samples, "Dev examples timed at batch 1 and 32")->check(CLI::Range(1, 100000));
+    base->add_option("--hash-target", bo.hash_target, "HashEE's FLOPs speed-up target")->check(CLI::Range(1.0, 100.0));
+    base->add_option("--limit", bo.limit, "Use only the first N dev examples (quick checks)");
+    base->add_option("--threads", bo.threads, "Threads")->check(CLI::Range(1, 1024));
+    base->add_option("--seed", bo.seed, "Seed of head initialisation and minibatch order");
+    base->add_option("--out", bo.out_dir, "Write baselines.md and plots (SVG) here");
+
     CLI11_PARSE(app, argc, argv);
     try {
         if (embed->parsed()) return run_embed(eo);
         if (build->parsed()) return run_hash_build(ho);
-        if (eval->parsed()) {
-            std::string cmd = "hashee";
-            for (int i = 1; i < argc; ++i) cmd.append(" ").append(argv[i]);
-            return run_eval(vo, cmd);
-        }
+        std::string cmd = "hashee"; // recorded in the reports
+        for (int i = 1; i < argc; ++i) cmd.append(" ").append(argv[i]);
+        if (eval->parsed()) return run_eval(vo, cmd);
+        if (base->parsed()) return run_baselines(bo, cmd);
     } catch (const std::exception& e) {
         std::cerr << "hashee: error: " << e.what() << '\n';
         return 1;

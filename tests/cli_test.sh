@@ -22,9 +22,9 @@ PY
 
 # stdin and a TSV column give the same embedding for the same sentence.
 head -2 "$elue/SST-2/dev.tsv" | tail -1 | cut -f1 | "$bin" embed --model "$model" --quiet > "$tmp/stdin.jsonl"
-"$bin" embed --model "$model" --tsv "$elue/SST-2/dev.tsv" --column sentence --batch-size 7 --quiet \
-  --output "$tmp/sst.jsonl"
-[ "$(wc -l < "$tmp/sst.jsonl")" -eq 1101 ] || fail "expected 1101 SST-2 embeddings"
+head -201 "$elue/SST-2/dev.tsv" > "$tmp/dev200.tsv"
+"$bin" embed --model "$model" --tsv "$tmp/dev200.tsv" --column sentence --batch-size 7 --quiet --output "$tmp/sst.jsonl"
+[ "$(wc -l < "$tmp/sst.jsonl")" -eq 200 ] || fail "expected 200 SST-2 embeddings"
 python3 - "$tmp/stdin.jsonl" "$tmp/sst.jsonl" <<'PY' || fail "stdin and TSV disagree"
 import json, sys
 a = json.loads(open(sys.argv[1]).readline())["embedding"]
@@ -85,4 +85,18 @@ for o in o8 o9 o10; do ls "$tmp" | grep -q "^$o" && fail "left an output file be
 grep -q "| dense |" "$tmp/eval.md" || fail "eval printed no dense row"
 grep -q "| random_inconsistent | keep | 1.5x |" "$tmp/eval.md" || fail "eval printed no HashEE row"
 for f in hashee-results.md hashee-stsb.svg hashee-sst2.svg; do [ -s "$tmp/report/$f" ] || fail "eval did not write $f"; done
+
+# Sentence-level baselines: every method gets a row, the report and plots are written.
+"$bin" baselines --model "$model" --elue "$elue" --tasks sst2,stsb --train-samples 120 --epochs 1 --limit 40 \
+  --timing-samples 4 --out "$tmp/base" > "$tmp/base.md" 2> /dev/null
+for m in "| dense |" "| static | k=3 |" "| DeeBERT | S=0.20 |" "| FastBERT | speed=0.4 |" "| PABEE | patience=2 |" \
+         "| BERxiT | confidence=0.5 |" "| HashEE | frequency 2.0x |" "| HashEE+entropy | S=0.3 |" "| PABEE | patience=2 tau=0.3 |"; do
+  grep -qF -- "$m" "$tmp/base.md" || { cat "$tmp/base.md" >&2; fail "baselines printed no row '$m'"; }
+done
+for f in baselines.md baselines-sst2.svg baselines-sst2-exits.svg baselines-stsb.svg; do
+  [ -s "$tmp/base/$f" ] || fail "baselines did not write $f"
+done
+expect_error "unknown task 'nope'" baselines --model "$model" --elue "$elue" --tasks nope --out "$tmp/o11"
+[ -e "$tmp/o11/baselines.md" ] && fail "left a baselines report behind"
+
 echo "cli: all checks passed"

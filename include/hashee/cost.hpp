@@ -15,14 +15,16 @@ namespace hashee {
 
 struct macs {
     std::int64_t query_output = 0, key_value = 0, feed_forward = 0, attention = 0;
+    std::int64_t heads = 0; ///< internal classifiers of sentence-level exits (zero otherwise)
 
-    std::int64_t total() const { return query_output + key_value + feed_forward + attention; }
+    std::int64_t total() const { return query_output + key_value + feed_forward + attention + heads; }
     std::int64_t flops() const { return 2 * total(); }
     macs& operator+=(const macs& o) {
         query_output += o.query_output;
         key_value += o.key_value;
         feed_forward += o.feed_forward;
         attention += o.attention;
+        heads += o.heads;
         return *this;
     }
 };

@@ -14,8 +14,11 @@
 #include <hashee/bert_weights.hpp>
 #include <hashee/config.hpp>
 #include <hashee/cost.hpp>
+#include <hashee/classifier_output.hpp>
 #include <hashee/encoder_output.hpp>
+#include <hashee/exit_heads.hpp>
 #include <hashee/exit_policy.hpp>
+#include <hashee/sentence_exit.hpp>
 #include <hashee/matrix_view.hpp>
 #include <hashee/packed_batch.hpp>
 
@@ -37,36 +40,43 @@ public:
     /// an exited token is frozen and carried to the output. Counts the cost of what ran.
     template <token_exit_policy P>
     encoder_output forward(const B& backend, const packed_batch& batch, const P& policy) const {
-        batch.validate(config_);
-        const index_t n = batch.tokens(), d = config_.hidden_size;
-        const int L = config_.num_hidden_layers;
-        std::vector<std::uint8_t> exits(static_cast<std::size_t>(n));
-        policy.exit_layers(batch, exits);
-        for (std::size_t t = 0; t < exits.size(); ++t) {
-            if (exits[t] == 0) throw input_error("token " + std::to_string(t) + " of the batch was given exit layer 0");
-            exits[t] = static_cast<std::uint8_t>(std::min<int>(exits[t], L));
-        }
-        device_batch db(backend, batch);
-        workspace ws(backend, n, d, config_.intermediate_size);
-        active_rows active(backend, batch);
-        embed(backend, db, ws.h);
-        forward_cost cost;
-        for (int l = 1; l <= L; ++l) {
-            const layer_weights& lw = weights_->layers()[static_cast<std::size_t>(l - 1)];
-            active.select(backend, batch, exits, l);
-            if (active.count == n) {
-                layer(backend, lw, db.offsets_view(), ws);
-            } else if (active.count > 0) {
-                packed_layer<P::kv>(backend, lw, db.offsets_view(), active, ws);
-            }
-            cost.layers.push_back(active.cost(config_, batch, P::kv));
-            cost.actual += cost.layers.back().cost;
-            for (index_t s = 0; s < batch.sequences(); ++s) cost.dense += layer_macs(config_, batch.length(s), batch.length(s));
-        }
-        encoder_output out = finish(backend, batch, db, ws.h);
-        out.exits = std::move(exits);
-        out.cost = std::move(cost);
+        run r(backend, *this, batch, policy);
+        for (int l = 1; l <= config_.num_hidden_layers; ++l) run_layer<P::kv>(backend, r, l);
+        r.cost.dense = dense_macs(config_, std::span<const std::int32_t>(lengths(batch)));
+        encoder_output out = finish(backend, batch, r.device.offsets, r.ws.h);
+        out.exits = std::move(r.exits);
+        out.cost = std::move(r.cost);
         return out;
+    }
+
+    /// Calls observe(layer, states, offsets) after every layer l = 1..L of a forward under a
+    /// token-level policy: states are the [tokens, hidden] states in the backend's memory,
+    /// offsets (host) the batch's. What training heads on a frozen backbone reads.
+    template <token_exit_policy P, class Observer>
+        requires std::invocable<Observer&, int, const_matrix_view<float>, std::span<const std::int32_t>>
+    forward_cost observe(const B& backend, const packed_batch& batch, const P& policy, Observer&& observe) const {
+        run r(backend, *this, batch, policy);
+        for (int l = 1; l <= config_.num_hidden_layers; ++l) {
+            run_layer<P::kv>(backend, r, l);
+            observe(l, const_matrix_view<float>(r.ws.h), std::span<const std::int32_t>(batch.offsets));
+        }
+        r.cost.dense = dense_macs(config_, std::span<const std::int32_t>(lengths(batch)));
+        return std::move(r.cost);
+    }
+
+    /// Classification with sentence-level exits (sentence_exit.hpp): after each layer the
+    /// samples still running show their head's logits to the policy; those it lets go leave
+    /// the batch, and the rest run on, compacted (their rows gathered, offsets rebuilt). A
+    /// composed_exit also applies its token-level policy inside every sample. The cost counts
+    /// the layers and heads that ran; its dense side is every sample through every layer and
+    /// head L.
+    template <internal_classifiers H, classification_exit_policy P>
+    classifier_output classify(const B& backend, const packed_batch& batch, const H& heads, const P& policy) const {
+        if constexpr (sentence_exit_policy<P>) {
+            return classify_impl(backend, batch, heads, no_exit{}, policy);
+        } else {
+            return classify_impl(backend, batch, heads, policy.token, policy.sentence);
+        }
     }
 
 private:
@@ -102,6 +112,17 @@ private:
               h(h_buf.data(), n, d), q(q_buf.data(), n, d),
               k(k_buf.data(), n, d), v(v_buf.data(), n, d), ctx(ctx_buf.data(), n, d), a(a_buf.data(), n, d),
               inter(inter_buf.data(), n, ff) {}
+        /// Views the first `rows` rows of every buffer (a compacted batch keeps its buffers).
+        void use_rows(index_t rows) {
+            n = rows;
+            h = {h_buf.data(), n, d};
+            q = {q_buf.data(), n, d};
+            k = {k_buf.data(), n, d};
+            v = {v_buf.data(), n, d};
+            ctx = {ctx_buf.data(), n, d};
+            a = {a_buf.data(), n, d};
+            inter = {inter_buf.data(), n, ff};
+        }
     };
 
     /// The rows still active at a layer (exit >= l), in packed order, and where each
@@ -117,6 +138,7 @@ private:
 
         void select(const B& b, const packed_batch& p, const std::vector<std::uint8_t>& exits, int layer) {
             rows.clear();
+            offsets.resize(static_cast<std::size_t>(p.sequences() + 1)); // fewer once a batch is compacted
             for (index_t s = 0; s < p.sequences(); ++s) {
                 offsets[static_cast<std::size_t>(s)] = static_cast<std::int32_t>(rows.size());
                 for (std::int32_t t = p.offsets[s]; t < p.offsets[s + 1]; ++t)
@@ -145,6 +167,151 @@ private:
             return st;
         }
     };
+
+    /// A forward in progress: the sequences still running (host and device copies), their
+    /// tokens' exit layers, the activations, and the cost so far.
+    struct run {
+        packed_batch batch;
+        std::vector<std::uint8_t> exits;
+        device_batch device;
+        workspace ws;
+        active_rows active;
+        forward_cost cost;
+
+        template <token_exit_policy P>
+        run(const B& b, const bert_encoder& enc, const packed_batch& p, const P& policy)
+            : batch((p.validate(enc.config_), p)), exits(token_exits(enc.config_, p, policy)), device(b, p),
+              ws(b, p.tokens(), enc.config_.hidden_size, enc.config_.intermediate_size), active(b, p) {
+            enc.embed(b, device, ws.h);
+        }
+
+        /// Keeps the running sequences whose `leaving` flag is false: their rows are gathered to
+        /// the front of the hidden states and the index arrays are rebuilt.
+        void compact(const B& b, const std::vector<bool>& leaving) {
+            packed_batch kept;
+            std::vector<std::uint8_t> kept_exits;
+            std::vector<std::int32_t> rows;
+            for (index_t s = 0; s < batch.sequences(); ++s) {
+                if (leaving[static_cast<std::size_t>(s)]) continue;
+                const auto first = static_cast<std::size_t>(batch.offsets[s]), n = static_cast<std::size_t>(batch.length(s));
+                kept.push_back(std::span(batch.ids).subspan(first, n), std::span(batch.type_ids).subspan(first, n));
+                kept_exits.insert(kept_exits.end(), exits.begin() + batch.offsets[s], exits.begin() + batch.offsets[s + 1]);
+                for (std::int32_t t = batch.offsets[s]; t < batch.offsets[s + 1]; ++t) rows.push_back(t);
+            }
+            const index_t m = kept.tokens();
+            ibuf rows_dev = device_batch::upload(b, rows);
+            b.gather_rows(const_matrix_view<float>(ws.h), {rows_dev.data(), m}, {ws.x_buf.data(), m, ws.d});
+            std::swap(ws.h_buf, ws.x_buf);
+            ws.use_rows(m);
+            b.upload(std::span<const std::int32_t>(kept.offsets), device.offsets.data());
+            device.tokens = m;
+            device.sequences = kept.sequences();
+            batch = std::move(kept);
+            exits = std::move(kept_exits);
+        }
+    };
+
+    template <token_exit_policy P>
+    static std::vector<std::uint8_t> token_exits(const bert_config& c, const packed_batch& batch, const P& policy) {
+        std::vector<std::uint8_t> exits(static_cast<std::size_t>(batch.tokens()));
+        policy.exit_layers(batch, exits);
+        for (std::size_t t = 0; t < exits.size(); ++t) {
+            if (exits[t] == 0) throw input_error("token " + std::to_string(t) + " of the batch was given exit layer 0");
+            exits[t] = static_cast<std::uint8_t>(std::min<int>(exits[t], c.num_hidden_layers));
+        }
+        return exits;
+    }
+
+    static std::vector<std::int32_t> lengths(const packed_batch& p) {
+        std::vector<std::int32_t> n;
+        for (index_t s = 0; s < p.sequences(); ++s) n.push_back(static_cast<std::int32_t>(p.length(s)));
+        return n;
+    }
+
+    /// Layer l on the running sequences' active tokens; appends what ran to the cost.
+    template <kv_semantics KV>
+    void run_layer(const B& b, run& r, int l) const {
+        const layer_weights& lw = weights_->layers()[static_cast<std::size_t>(l - 1)];
+        const vector_view<const std::int32_t> offsets = r.device.offsets_view();
+        r.active.select(b, r.batch, r.exits, l);
+        if (r.active.count == r.batch.tokens()) {
+            layer(b, lw, offsets, r.ws);
+        } else if (r.active.count > 0) {
+            packed_layer<KV>(b, lw, offsets, r.active, r.ws);
+        }
+        r.cost.layers.push_back(r.active.cost(config_, r.batch, KV));
+        r.cost.actual += r.cost.layers.back().cost;
+    }
+
+    template <internal_classifiers H, token_exit_policy T, sentence_exit_policy S>
+    classifier_output classify_impl(const B& b, const packed_batch& batch, const H& heads, const T& token_policy,
+                                    const S& policy) const {
+        const int L = config_.num_hidden_layers, depth = policy.depth(L);
+        if (heads.num_layers() != L)
+            throw input_error("classify: the heads are for " + std::to_string(heads.num_layers()) + " layers, the model has " +
+                              std::to_string(L));
+        if (depth < 1 || depth > L)
+            throw input_error("classify: the policy's depth " + std::to_string(depth) + " is outside 1.." + std::to_string(L));
+        run r(b, *this, batch, token_policy);
+        const index_t C = heads.outputs(), d = config_.hidden_size;
+        classifier_output out;
+        out.outputs = C;
+        out.logits.assign(static_cast<std::size_t>(batch.sequences() * C), 0.0f);
+        out.exit_layers.assign(static_cast<std::size_t>(batch.sequences()), 0);
+        std::vector<typename S::sample_state> states(static_cast<std::size_t>(batch.sequences()));
+        std::vector<index_t> origin(static_cast<std::size_t>(batch.sequences())); // running sequence -> input index
+        for (std::size_t s = 0; s < origin.size(); ++s) origin[s] = static_cast<index_t>(s);
+        std::vector<float> states_host, logits;
+        std::vector<std::int32_t> head_offsets;
+        for (int l = 1; l <= depth; ++l) {
+            run_layer<T::kv>(b, r, l);
+            if (!S::reads_every_layer && l < depth) continue;
+            const index_t running = r.batch.sequences();
+            // The rows the heads read, on the host: every token's, or one [CLS] row per sequence.
+            if constexpr (H::reads_all_tokens) {
+                states_host.resize(static_cast<std::size_t>(r.batch.tokens() * d));
+                b.download(static_cast<const float*>(r.ws.h.data), std::span<float>(states_host));
+                head_offsets = r.batch.offsets;
+            } else {
+                fbuf cls = b.template allocate<float>(running * d);
+                b.gather_rows(const_matrix_view<float>(r.ws.h), {r.device.offsets.data(), running}, {cls.data(), running, d});
+                states_host.resize(static_cast<std::size_t>(running * d));
+                b.download(static_cast<const float*>(cls.data()), std::span<float>(states_host));
+                head_offsets.resize(static_cast<std::size_t>(running) + 1);
+                for (index_t s = 0; s <= running; ++s) head_offsets[static_cast<std::size_t>(s)] = static_cast<std::int32_t>(s);
+            }
+            logits.resize(static_cast<std::size_t>(running * C));
+            heads.logits(l, const_matrix_view<float>(states_host.data(), static_cast<index_t>(states_host.size()) / d, d),
+                         std::span<const std::int32_t>(head_offsets), matrix_view<float>(logits.data(), running, C));
+            std::vector<bool> leaving(static_cast<std::size_t>(running));
+            bool any = false, all = true;
+            for (index_t s = 0; s < running; ++s) {
+                const std::int64_t head_cost = heads.macs(l, r.batch.length(s));
+                r.cost.layers.back().cost.heads += head_cost;
+                r.cost.actual.heads += head_cost;
+                const std::span<const float> z(logits.data() + s * C, static_cast<std::size_t>(C));
+                const exit_signal signal{l, L, z, std::span<const float>(states_host.data() + head_offsets[static_cast<std::size_t>(s)] * d, static_cast<std::size_t>(d))};
+                const index_t who = origin[static_cast<std::size_t>(s)];
+                if (l == depth || policy.should_exit(states[static_cast<std::size_t>(who)], signal)) {
+                    std::copy(z.begin(), z.end(), out.logits.begin() + who * C);
+                    out.exit_layers[static_cast<std::size_t>(who)] = static_cast<std::uint8_t>(l);
+                    leaving[static_cast<std::size_t>(s)] = any = true;
+                } else {
+                    all = false;
+                }
+            }
+            if (all) break;
+            if (any) {
+                r.compact(b, leaving);
+                std::erase_if(origin, [&, i = std::size_t{0}](index_t) mutable { return leaving[i++]; });
+            }
+        }
+        const auto n = lengths(batch);
+        r.cost.dense = dense_macs(config_, std::span<const std::int32_t>(n));
+        for (const std::int32_t len : n) r.cost.dense.heads += heads.macs(L, len);
+        out.cost = std::move(r.cost);
+        return out;
+    }
 
     void embed(const B& b, const device_batch& db, matrix_view<float> h) const {
         const embedding_weights& e = weights_->embeddings();
@@ -196,7 +363,7 @@ private:
     }
 
     /// Copies the final states to the host and applies the pooler to each [CLS].
-    encoder_output finish(const B& b, const packed_batch& batch, const device_batch& db, matrix_view<float> h) const {
+    encoder_output finish(const B& b, const packed_batch& batch, const ibuf& offsets, matrix_view<float> h) const {
         const index_t d = config_.hidden_size, s = batch.sequences();
         encoder_output out;
         out.hidden_size = d;
@@ -205,7 +372,7 @@ private:
         b.download(static_cast<const float*>(h.data), std::span<float>(out.hidden));
         if (const linear_weights* p = weights_->pooler()) {
             fbuf cls = b.template allocate<float>(s * d), pooled = b.template allocate<float>(s * d);
-            b.gather_rows(h, {db.offsets.data(), s}, {cls.data(), s, d});
+            b.gather_rows(h, {offsets.data(), s}, {cls.data(), s, d});
             b.linear(const_matrix_view<float>(cls.data(), s, d), p->weight, p->bias, {pooled.data(), s, d}, epilogue::tanh);
             out.pooled.resize(static_cast<std::size_t>(s * d));
             b.download(static_cast<const float*>(pooled.data()), std::span<float>(out.pooled));

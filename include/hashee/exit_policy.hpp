@@ -23,11 +23,18 @@ concept token_exit_policy = requires(const P& p, const packed_batch& b, std::spa
     p.exit_layers(b, exits);                        ///< exits[t] for every packed token t
 };
 
+/// No exit at all. Also a sentence-level policy (sentence_exit.hpp): every sample runs the
+/// full depth and only the last layer's head is read.
 struct no_exit {
     static constexpr kv_semantics kv = kv_semantics::keep;
     void exit_layers(const packed_batch&, std::span<std::uint8_t> exits) const {
         std::fill(exits.begin(), exits.end(), std::numeric_limits<std::uint8_t>::max());
     }
+
+    struct sample_state {};
+    static constexpr bool reads_every_layer = false;
+    int depth(int num_layers) const { return num_layers; }
+    bool should_exit(sample_state&, const auto& /*exit_signal*/) const { return false; }
 };
 
 template <hash_policy Hash, kv_semantics KV = kv_semantics::keep>

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <span>
 #include <string>
 #include <vector>
@@ -14,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <hashee/detail/read_file.hpp>
+#include <hashee/detail/write_file.hpp>
 #include <hashee/error.hpp>
 #include <hashee/vocab.hpp>
 
@@ -73,14 +73,7 @@ public:
     }
 
     void save(const std::filesystem::path& file, const vocab& v) const {
-        const auto tmp = std::filesystem::path(file.string() + ".tmp");
-        {
-            std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-            if (!out) throw io_error(detail::located(file.string(), "cannot create"));
-            out << to_json(v) << '\n';
-            if (!out.flush()) throw io_error(detail::located(file.string(), "write failed"));
-        }
-        std::filesystem::rename(tmp, file);
+        detail::write_file_atomically(file, to_json(v) + '\n');
     }
 
     /// Parses and validates a table for this vocabulary and layer count; format_error naming

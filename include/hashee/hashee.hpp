@@ -26,3 +26,9 @@
 #include <hashee/random_hash.hpp>
 #include <hashee/metrics.hpp>
 #include <hashee/probe.hpp>
+#include <hashee/classifier_output.hpp>
+#include <hashee/exit_heads.hpp>
+#include <hashee/sentence_exit.hpp>
+#include <hashee/fastbert_heads.hpp>
+#include <hashee/head_training.hpp>
+#include <hashee/layer_features.hpp>

@@ -10,6 +10,7 @@
 
 #include <hashee/detail/half.hpp>
 #include <hashee/detail/mapped_file.hpp>
+#include <hashee/detail/write_file.hpp>
 #include <hashee/error.hpp>
 
 #include <nlohmann/json.hpp>
@@ -490,5 +491,41 @@ private:
     std::vector<std::size_t> by_name_;  // indices into tensors_, sorted by name
     std::map<std::string, std::string> metadata_;
 };
+
+/// One F32 tensor to write: name, shape and row-major values.
+struct safetensors_tensor {
+    std::string name;
+    std::vector<std::int64_t> shape;
+    std::span<const float> values;
+};
+
+/// Writes F32 tensors as a safetensors file (little-endian, in the order given), atomically.
+/// input_error when a tensor's value count does not match its shape or a name repeats.
+inline void write_safetensors(const std::filesystem::path& path, std::span<const safetensors_tensor> tensors) {
+    nlohmann::json header = nlohmann::json::object();
+    std::size_t offset = 0;
+    for (const auto& t : tensors) {
+        std::int64_t n = 1;
+        for (auto d : t.shape) n *= d;
+        if (n < 0 || static_cast<std::size_t>(n) != t.values.size())
+            throw input_error(detail::located(path.string(), "tensor '" + t.name + "': " + std::to_string(t.values.size()) +
+                                                                 " values for shape " + detail::shape_string(t.shape)));
+        if (header.contains(t.name)) throw input_error(detail::located(path.string(), "tensor '" + t.name + "' given twice"));
+        header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + 4 * t.values.size()}}};
+        offset += 4 * t.values.size();
+    }
+    std::string h = header.dump();
+    h.append((8 - h.size() % 8) % 8, ' ');
+    std::string bytes;
+    bytes.reserve(8 + h.size() + offset);
+    for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((static_cast<std::uint64_t>(h.size()) >> (8 * i)) & 0xFF));
+    bytes += h;
+    for (const auto& t : tensors)
+        for (float v : t.values) {
+            const auto u = std::bit_cast<std::uint32_t>(v);
+            for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((u >> (8 * i)) & 0xFF));
+        }
+    detail::write_file_atomically(path, bytes);
+}
 
 } // namespace hashee

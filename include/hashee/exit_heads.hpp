@@ -1,0 +1,240 @@
+#pragma once
+// Internal classifiers: one head per layer that turns layer l's states into logits (C classes,
+// or C = 1 for regression), read by the sentence-level exit policies (sentence_exit.hpp).
+//  - classifier_heads: pooler (tanh(W h_CLS + b)) + linear, per layer. Poolers are one per
+//    layer (DeeBERT, ElasticBERT) or one shared by every layer (PABEE). Loads the checkpoint
+//    names of all three (hashee-spec section 8) and saves DeeBERT's (or PABEE's when shared).
+//  - fastbert_heads (fastbert_heads.hpp): FastBERT's own small head, reading every token.
+// Heads run on the host: the encoder hands them the rows they read (the [CLS] rows, or every
+// row for a head that reads all tokens). Parameters are plain host vectors, so they can be
+// trained here (head_training.hpp).
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <hashee/backend.hpp>
+#include <hashee/bert_weights.hpp>
+#include <hashee/detail/eigen.hpp>
+#include <hashee/error.hpp>
+#include <hashee/matrix_view.hpp>
+#include <hashee/safetensors.hpp>
+
+namespace hashee {
+
+/// What a set of internal classifiers provides to the encoder and the exit policies.
+template <class H>
+concept internal_classifiers = requires(const H& h, int layer, const_matrix_view<float> states,
+                                        std::span<const std::int32_t> offsets, matrix_view<float> logits) {
+    { H::reads_all_tokens } -> std::convertible_to<bool>; ///< every token's state, or [CLS]'s only
+    { h.num_layers() } -> std::convertible_to<int>;
+    { h.outputs() } -> std::convertible_to<index_t>;      ///< classes; 1 for regression
+    /// logits [sequences, outputs] of head `layer` (1..L) from the states of the sequences'
+    /// rows: states.row(offsets[s]) .. offsets[s+1] - 1 belong to sequence s; a head that does
+    /// not read all tokens gets one row ([CLS]) per sequence.
+    h.logits(layer, states, offsets, logits);
+    /// The multiply-accumulates of head `layer` on one sequence of n tokens.
+    { h.macs(layer, index_t{}) } -> std::convertible_to<std::int64_t>;
+};
+
+/// y = act(x W^T + b) on the host; W is [out, in] as in PyTorch.
+struct dense_params {
+    index_t out = 0, in = 0;
+    std::vector<float> weight, bias;
+
+    static dense_params zeros(index_t out, index_t in) {
+        return {out, in, std::vector<float>(static_cast<std::size_t>(out * in)), std::vector<float>(static_cast<std::size_t>(out))};
+    }
+    /// PyTorch's nn.Linear default: weight and bias uniform in +-1/sqrt(in), from `rng`.
+    static dense_params uniform(index_t out, index_t in, std::mt19937_64& rng) {
+        dense_params p = zeros(out, in);
+        const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+        auto draw = [&] { return static_cast<float>((static_cast<double>(rng() >> 11) * 0x1.0p-53 * 2.0 - 1.0) * bound); };
+        for (float& w : p.weight) w = draw();
+        for (float& b : p.bias) b = draw();
+        return p;
+    }
+    /// A host copy of a backbone linear layer (e.g. its pooler).
+    template <backend B>
+    static dense_params copy_of(const B& backend, const linear_weights& w) {
+        dense_params p = zeros(w.weight.rows, w.weight.cols);
+        if (w.weight.stride != w.weight.cols) throw input_error("dense_params::copy_of: strided weights are not supported");
+        backend.download(w.weight.data, std::span<float>(p.weight));
+        backend.download(w.bias.data, std::span<float>(p.bias));
+        return p;
+    }
+
+    /// y[r] = act(W x[r] + b) for every row r of x.
+    void apply(const_matrix_view<float> x, matrix_view<float> y, epilogue act = epilogue::none) const {
+        if (x.cols != in || y.cols != out || y.rows != x.rows)
+            throw input_error("dense_params::apply: shapes [" + std::to_string(x.rows) + ", " + std::to_string(x.cols) +
+                              "] -> [" + std::to_string(y.rows) + ", " + std::to_string(y.cols) + "] do not fit [" +
+                              std::to_string(out) + ", " + std::to_string(in) + "]");
+        using mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        using stride = Eigen::OuterStride<>;
+        Eigen::Map<const mat, 0, stride> X(x.data, x.rows, x.cols, stride(x.stride));
+        Eigen::Map<mat, 0, stride> Y(y.data, y.rows, y.cols, stride(y.stride));
+        Eigen::Map<const mat> W(weight.data(), out, in);
+        Eigen::Map<const Eigen::RowVectorXf> b(bias.data(), out);
+        Y.noalias() = X * W.transpose();
+        Y.rowwise() += b;
+        if (act == epilogue::tanh) Y = Y.array().tanh();
+        else if (act == epilogue::gelu)
+            Y = Y.unaryExpr([](float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f)); });
+    }
+    std::int64_t macs() const { return out * in; }
+};
+
+namespace detail {
+
+/// The dense layer `name` of a checkpoint: name.weight [out, in] and name.bias [out] (-1 accepts
+/// any size); a missing tensor, a shape that does not fit or a non-finite value is a weight_error
+/// naming file and tensor. Shared by every head type that loads from safetensors.
+inline dense_params read_dense(const safetensors_file& f, const std::string& name, index_t out, index_t in) {
+    const tensor_info& w = f.at(name + ".weight");
+    if (w.shape.size() != 2 || (out >= 0 && w.shape[0] != out) || (in >= 0 && w.shape[1] != in))
+        throw weight_error(detail::located(f.source(), "tensor '" + w.name + "' has shape " + detail::shape_string(w.shape) +
+                                                       "; expected [" + (out >= 0 ? std::to_string(out) : "out") +
+                                                       ", " + (in >= 0 ? std::to_string(in) : "in") + "]"));
+    dense_params p = dense_params::zeros(w.shape[0], w.shape[1]);
+    std::vector<float> storage;
+    const auto wv = f.floats(w, storage);
+    std::copy(wv.begin(), wv.end(), p.weight.begin());
+    const tensor_info& b = f.expect(name + ".bias", {p.out});
+    const auto bv = f.floats(b, storage);
+    std::copy(bv.begin(), bv.end(), p.bias.begin());
+    for (const auto* v : {&p.weight, &p.bias})
+        for (std::size_t i = 0; i < v->size(); ++i)
+            if (!std::isfinite((*v)[i]))
+                throw weight_error(detail::located(f.source(), "tensor '" + (v == &p.weight ? w.name : b.name) + "': element " +
+                                                               std::to_string(i) + " is not finite"));
+    return p;
+}
+
+} // namespace detail
+
+/// Pooler + linear classifier per layer.
+class classifier_heads {
+public:
+    static constexpr bool reads_all_tokens = false;
+
+    /// Fresh heads for `layers` layers of width `hidden`: every pooler starts as a copy of
+    /// `pooler` (the backbone's, as DeeBERT and PABEE do), every classifier from PyTorch's
+    /// default initialisation drawn with `seed`. `shared_pooler`: one pooler for all layers.
+    classifier_heads(int layers, dense_params pooler, index_t outputs, bool shared_pooler, std::uint64_t seed)
+        : hidden_(pooler.in) {
+        if (layers < 1) throw input_error("classifier_heads: need at least one layer");
+        if (outputs < 1) throw input_error("classifier_heads: need at least one output");
+        if (pooler.in != pooler.out) throw input_error("classifier_heads: a pooler must be square");
+        std::mt19937_64 rng(seed);
+        poolers_.assign(shared_pooler ? 1 : static_cast<std::size_t>(layers), pooler);
+        for (int l = 0; l < layers; ++l) classifiers_.push_back(dense_params::uniform(outputs, hidden_, rng));
+    }
+
+    int num_layers() const { return static_cast<int>(classifiers_.size()); }
+    index_t hidden_size() const { return hidden_; }
+    index_t outputs() const { return classifiers_.front().out; }
+    bool shared_pooler() const { return poolers_.size() == 1 && classifiers_.size() > 1; }
+
+    const dense_params& pooler(int layer) const { return poolers_[pooler_index(layer)]; }
+    dense_params& pooler(int layer) { return poolers_[pooler_index(layer)]; }
+    const dense_params& classifier(int layer) const { return classifiers_[index(layer)]; }
+    dense_params& classifier(int layer) { return classifiers_[index(layer)]; }
+
+    /// pooled = tanh(W_p h_CLS + b_p) of head `layer` for [CLS] rows `cls` ([s, hidden]).
+    void pool(int layer, const_matrix_view<float> cls, matrix_view<float> pooled) const {
+        pooler(layer).apply(cls, pooled, epilogue::tanh);
+    }
+    void logits(int layer, const_matrix_view<float> states, std::span<const std::int32_t> offsets,
+                matrix_view<float> out) const {
+        const index_t s = static_cast<index_t>(offsets.size()) - 1;
+        std::vector<float> cls(static_cast<std::size_t>(s * hidden_)), pooled(cls.size());
+        for (index_t i = 0; i < s; ++i) std::copy_n(states.row(offsets[i]), hidden_, cls.data() + i * hidden_);
+        pool(layer, {cls.data(), s, hidden_}, {pooled.data(), s, hidden_});
+        classifier(layer).apply(const_matrix_view<float>(pooled.data(), s, hidden_), out);
+    }
+    std::int64_t macs(int layer, index_t) const { return pooler(layer).macs() + classifier(layer).macs(); }
+
+    /// Loads heads saved under any of the checkpoint namings of hashee-spec section 8:
+    ///   DeeBERT      bert.encoder.highway.N.pooler.dense.* and bert.encoder.highway.N.classifier.*
+    ///   PABEE        bert.pooler.dense.* (shared) and classifiers.N.*
+    ///   ElasticBERT  elasticbert.encoder.pooler.N.dense.* and classifiers.N.*
+    /// (N = 0..L-1 for layers 1..L). The layer count is the number of classifiers found; a
+    /// missing pooler or a shape that does not fit is a weight_error naming file and tensor.
+    static classifier_heads load(const std::filesystem::path& path) {
+        const safetensors_file f = safetensors_file::open(path);
+        const bool deebert = f.find("bert.encoder.highway.0.classifier.weight") != nullptr;
+        const bool elastic = f.find("elasticbert.encoder.pooler.0.dense.weight") != nullptr;
+        const bool pabee = !deebert && !elastic && f.find("classifiers.0.weight") != nullptr;
+        if (!deebert && !elastic && !pabee)
+            throw weight_error(detail::located(f.source(), "no internal classifiers found (expected DeeBERT's "
+                                                           "bert.encoder.highway.N.*, PABEE's classifiers.N.* with "
+                                                           "bert.pooler.dense.*, or ElasticBERT's "
+                                                           "elasticbert.encoder.pooler.N.dense.* with classifiers.N.*)"));
+        auto classifier_name = [&](int n) {
+            return deebert ? "bert.encoder.highway." + std::to_string(n) + ".classifier" : "classifiers." + std::to_string(n);
+        };
+        auto pooler_name = [&](int n) {
+            if (deebert) return "bert.encoder.highway." + std::to_string(n) + ".pooler.dense";
+            if (elastic) return "elasticbert.encoder.pooler." + std::to_string(n) + ".dense";
+            return std::string("bert.pooler.dense");
+        };
+        int layers = 0;
+        while (f.find(classifier_name(layers) + ".weight")) ++layers;
+        if (layers == 0) throw weight_error(detail::located(f.source(), "tensor '" + classifier_name(0) + ".weight' not found"));
+        const dense_params first_pooler = detail::read_dense(f, pooler_name(0), -1, -1);
+        const index_t hidden = first_pooler.in;
+        if (first_pooler.out != hidden)
+            throw weight_error(detail::located(f.source(), "tensor '" + pooler_name(0) + ".weight' is not square"));
+        const dense_params first_classifier = detail::read_dense(f, classifier_name(0), -1, hidden);
+        classifier_heads h(layers, first_pooler, first_classifier.out, pabee, 0);
+        for (int n = 0; n < layers; ++n) {
+            h.classifiers_[static_cast<std::size_t>(n)] = detail::read_dense(f, classifier_name(n), first_classifier.out, hidden);
+            if (!pabee) h.poolers_[static_cast<std::size_t>(n)] = detail::read_dense(f, pooler_name(n), hidden, hidden);
+        }
+        return h;
+    }
+
+    /// Saves as F32 safetensors under DeeBERT's names, or PABEE's when the pooler is shared.
+    void save(const std::filesystem::path& path) const {
+        std::vector<safetensors_tensor> t;
+        auto add = [&](const std::string& name, const dense_params& p) {
+            t.push_back({name + ".weight", {p.out, p.in}, p.weight});
+            t.push_back({name + ".bias", {p.out}, p.bias});
+        };
+        const bool shared = poolers_.size() == 1 && classifiers_.size() > 1;
+        if (shared) add("bert.pooler.dense", poolers_.front());
+        for (int n = 0; n < num_layers(); ++n) {
+            const auto N = std::to_string(n);
+            if (shared) {
+                add("classifiers." + N, classifiers_[static_cast<std::size_t>(n)]);
+            } else {
+                add("bert.encoder.highway." + N + ".pooler.dense", poolers_[static_cast<std::size_t>(n)]);
+                add("bert.encoder.highway." + N + ".classifier", classifiers_[static_cast<std::size_t>(n)]);
+            }
+        }
+        write_safetensors(path, t);
+    }
+
+private:
+    std::size_t index(int layer) const {
+        if (layer < 1 || layer > num_layers())
+            throw input_error("classifier_heads: layer " + std::to_string(layer) + " is outside 1.." + std::to_string(num_layers()));
+        return static_cast<std::size_t>(layer - 1);
+    }
+    std::size_t pooler_index(int layer) const { return poolers_.size() == 1 ? (index(layer), 0) : index(layer); }
+
+
+    index_t hidden_ = 0;
+    std::vector<dense_params> poolers_, classifiers_;
+};
+
+static_assert(internal_classifiers<classifier_heads>);
+
+} // namespace hashee

@@ -1,0 +1,16 @@
+// Must not compile: classification with "heads" that cannot produce logits. The diagnostic
+// names internal_classifiers.
+#include <hashee/eigen_backend.hpp>
+#include <hashee/encoder.hpp>
+
+struct no_logits_heads {
+    static constexpr bool reads_all_tokens = false;
+    int num_layers() const { return 6; }
+    hashee::index_t outputs() const { return 2; }
+};
+
+int main() {
+    const hashee::bert_encoder<hashee::eigen_cpu>* encoder = nullptr;
+    const hashee::eigen_cpu* cpu = nullptr;
+    (void)encoder->classify(*cpu, hashee::packed_batch{}, no_logits_heads{}, hashee::entropy_exit{0.1});
+}

@@ -1,0 +1,285 @@
+// Sentence-level exits on the real model: each policy's rule; classify() over a batch equals
+// an independent per-sample reference (every layer's [CLS] state observed from a full forward,
+// heads and policy applied sample by sample) and equals classifying each sample alone; the
+// cost counts exactly the layers and heads that ran.
+
+#include <cmath>
+#include <set>
+
+#include <catch2/catch.hpp>
+
+#include <hashee/hashee.hpp>
+
+#include "test_support.hpp"
+
+using namespace hashee;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::vector<float> logits_of(float a, float b) { return {a, b}; }
+exit_signal signal_at(int layer, const std::vector<float>& z) { return {layer, 6, z, {}}; }
+
+struct sentence_fixture {
+    eigen_cpu cpu{2};
+    model<eigen_cpu> m = model<eigen_cpu>::load(test::model_dir(), cpu);
+    dense_params pooler = dense_params::copy_of(cpu, *m.encoder().weights().pooler());
+    classifier_heads heads{6, pooler, 2, false, 7};
+    classifier_heads regression_heads{6, pooler, 1, true, 8};
+    packed_batch batch;
+    double median_entropy = 0;
+    std::vector<float> median_first_feature; ///< per layer, of the [CLS] states' first feature
+
+    sentence_fixture() {
+        const auto dev = tsv_table::load(test::elue_dir() / "SST-2" / "dev.tsv");
+        const std::size_t samples = test::under_sanitizer ? 24 : 48;
+        for (std::size_t i = 0; i < samples; ++i) {
+            const auto e = m.tokenizer().encode(dev.row(i * 7)[0]);
+            batch.push_back(e.ids, e.type_ids);
+        }
+        // Random heads put every sample in the same class; centring each head's logits over the
+        // batch (bias -= mean logit) makes predictions, entropies and agreement vary by sample.
+        const auto cls = reference_cls(no_exit{});
+        for (auto* hs : {&heads, &regression_heads})
+            for (int l = 1; l <= 6; ++l) {
+                const auto z = head_logits(*hs, l, cls[static_cast<std::size_t>(l - 1)]);
+                const index_t C = hs->outputs();
+                for (index_t c = 0; c < C; ++c) {
+                    double mean = 0;
+                    for (index_t s = 0; s < batch.sequences(); ++s) mean += z[static_cast<std::size_t>(s * C + c)];
+                    hs->classifier(l).bias[static_cast<std::size_t>(c)] -= static_cast<float>(mean / static_cast<double>(batch.sequences()));
+                }
+            }
+        // The median entropy of every head over the batch: a threshold at which some samples
+        // leave early and some do not. Likewise the median first feature of [CLS] per layer.
+        std::vector<double> h;
+        for (int l = 1; l <= 6; ++l) {
+            std::vector<float> first;
+            for (index_t s = 0; s < batch.sequences(); ++s) first.push_back(cls[static_cast<std::size_t>(l - 1)][static_cast<std::size_t>(s * 384)]);
+            std::nth_element(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(first.size() / 2), first.end());
+            median_first_feature.push_back(first[first.size() / 2]);
+            const auto z = head_logits(heads, l, cls[static_cast<std::size_t>(l - 1)]);
+            for (index_t s = 0; s < batch.sequences(); ++s)
+                h.push_back(detail::softmax_entropy(std::span<const float>(z).subspan(static_cast<std::size_t>(2 * s), 2)));
+        }
+        std::nth_element(h.begin(), h.begin() + static_cast<std::ptrdiff_t>(h.size() / 2), h.end());
+        median_entropy = h[h.size() / 2];
+    }
+    static const sentence_fixture& get() {
+        static const sentence_fixture f;
+        return f;
+    }
+
+    /// [layer][sequence * hidden]: every sequence's [CLS] state after each layer.
+    template <token_exit_policy P>
+    std::vector<std::vector<float>> reference_cls(const P& policy) const {
+        std::vector<std::vector<float>> cls;
+        m.encoder().observe(cpu, batch, policy, [&](int, const_matrix_view<float> h, std::span<const std::int32_t> offsets) {
+            std::vector<float> layer;
+            for (std::size_t s = 0; s + 1 < offsets.size(); ++s) layer.insert(layer.end(), h.row(offsets[s]), h.row(offsets[s]) + h.cols);
+            cls.push_back(std::move(layer));
+        });
+        return cls;
+    }
+    static std::vector<float> head_logits(const classifier_heads& hs, int layer, const std::vector<float>& cls) {
+        const index_t s = static_cast<index_t>(cls.size()) / hs.hidden_size();
+        std::vector<std::int32_t> offsets(static_cast<std::size_t>(s + 1));
+        for (index_t i = 0; i <= s; ++i) offsets[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
+        std::vector<float> z(static_cast<std::size_t>(s * hs.outputs()));
+        hs.logits(layer, {cls.data(), s, hs.hidden_size()}, offsets, {z.data(), s, hs.outputs()});
+        return z;
+    }
+};
+
+/// A stand-in for a trained exit predictor: confident when the [CLS] state's first feature is
+/// above its median over the batch at that layer.
+struct first_feature_predictor {
+    std::vector<float> median;
+    double confidence(int layer, std::span<const float> cls) const {
+        return 1.0 / (1.0 + std::exp(-10.0 * (cls[0] - median[static_cast<std::size_t>(layer - 1)])));
+    }
+};
+
+// One factory per policy; thresholds come from the fixture so that exits really vary.
+struct no_exit_case {
+    static no_exit make(const sentence_fixture&) { return {}; }
+};
+struct static_case {
+    static static_exit make(const sentence_fixture&) { return {3}; }
+};
+struct entropy_case {
+    static entropy_exit make(const sentence_fixture& f) { return {f.median_entropy}; }
+};
+struct fastbert_case {
+    static fastbert_exit make(const sentence_fixture& f) { return {f.median_entropy / std::log(2.0)}; }
+};
+struct patience_case {
+    static patience_exit make(const sentence_fixture&) { return {2}; }
+};
+struct learned_case {
+    static learned_exit<first_feature_predictor> make(const sentence_fixture& f) {
+        return {std::make_shared<const first_feature_predictor>(first_feature_predictor{f.median_first_feature}), 0.5};
+    }
+};
+struct composed_case {
+    static auto make(const sentence_fixture& f) {
+        const hash_setup setup = f.m.hash_setup_for();
+        return composed_exit<hash_exit<random_hash>, entropy_exit>{hash_exit<random_hash>(random_hash(setup, 42, equal_type_buckets{})),
+                                                                  entropy_exit{f.median_entropy}};
+    }
+};
+
+template <class P>
+const auto& token_policy_of(const P& p) {
+    if constexpr (sentence_exit_policy<P>) {
+        static const no_exit none;
+        return none;
+    } else {
+        return p.token;
+    }
+}
+template <class P>
+auto sentence_policy_of(const P& p) {
+    if constexpr (sentence_exit_policy<P>) return p;
+    else return p.sentence;
+}
+
+float max_abs_diff(std::span<const float> a, std::span<const float> b) {
+    REQUIRE(a.size() == b.size());
+    float m = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+    return m;
+}
+
+} // namespace
+
+TEST_CASE("entropy, FastBERT, patience and static exits follow their rules", "[exit]") {
+    // H(softmax(0, 0)) = log 2; H(softmax(10, 0)) ~ 0.0005.
+    entropy_exit::sample_state none;
+    CHECK(detail::softmax_entropy(logits_of(0, 0)) == Approx(std::log(2.0)));
+    CHECK(entropy_exit{0.01}.should_exit(none, signal_at(1, logits_of(10, 0))));
+    CHECK_FALSE(entropy_exit{0.01}.should_exit(none, signal_at(1, logits_of(0.5, 0))));
+    fastbert_exit::sample_state fb;
+    CHECK(fastbert_exit{0.999}.should_exit(fb, signal_at(1, logits_of(0.5, 0))));      // u < 1
+    CHECK_FALSE(fastbert_exit{0.5}.should_exit(fb, signal_at(1, logits_of(0.01, 0)))); // u ~ 1
+    CHECK_THROWS_WITH(entropy_exit{0.1}.should_exit(none, signal_at(1, {0.3f})), Contains("needs classification heads"));
+
+    // Patience 2: the argmax sequence 0, 1, 1, 1 agrees twice in a row only at the 4th layer.
+    const patience_exit p{2};
+    patience_exit::sample_state st;
+    CHECK_FALSE(p.should_exit(st, signal_at(1, logits_of(1, 0))));
+    CHECK_FALSE(p.should_exit(st, signal_at(2, logits_of(0, 1))));
+    CHECK_FALSE(p.should_exit(st, signal_at(3, logits_of(0, 1))));
+    CHECK(p.should_exit(st, signal_at(4, logits_of(0, 2))));
+    // Regression: |y_l - y_(l-1)| < tau.
+    const patience_exit r{1, 0.1};
+    patience_exit::sample_state rs;
+    CHECK_FALSE(r.should_exit(rs, signal_at(1, {2.0f})));
+    CHECK_FALSE(r.should_exit(rs, signal_at(2, {2.5f})));
+    CHECK(r.should_exit(rs, signal_at(3, {2.45f})));
+
+    CHECK(static_exit{4}.depth(6) == 4);
+    CHECK(static_exit{9}.depth(6) == 6);
+    CHECK_THROWS_WITH(static_exit{0}.depth(6), Contains("k must be at least 1"));
+    CHECK_THROWS_WITH(patience_exit{0}.depth(6), Contains("patience must be at least 1"));
+    CHECK(no_exit{}.depth(6) == 6);
+}
+
+TEMPLATE_TEST_CASE("batched sentence exits equal the per-sample reference and each sample alone", "[exit]", no_exit_case,
+                   static_case, entropy_case, fastbert_case, patience_case, learned_case, composed_case) {
+    const auto& f = sentence_fixture::get();
+    const auto policy = TestType::make(f);
+    const auto& token = token_policy_of(policy);
+    const auto sentence = sentence_policy_of(policy);
+    using S = std::remove_cvref_t<decltype(sentence)>;
+    const int L = 6, depth = sentence.depth(L);
+
+    const classifier_output out = f.m.encoder().classify(f.cpu, f.batch, f.heads, policy);
+    REQUIRE(out.sequences() == f.batch.sequences());
+    REQUIRE(out.outputs == 2);
+
+    // Reference: the states of a full forward (a sample's states do not depend on the others),
+    // heads and policy applied one sample at a time.
+    const auto cls = f.reference_cls(token);
+    std::vector<std::vector<float>> z;
+    for (int l = 1; l <= L; ++l) z.push_back(sentence_fixture::head_logits(f.heads, l, cls[static_cast<std::size_t>(l - 1)]));
+    std::set<int> layers_used;
+    for (index_t s = 0; s < f.batch.sequences(); ++s) {
+        typename S::sample_state st;
+        int exit = depth;
+        for (int l = 1; l < depth; ++l) {
+            if (!S::reads_every_layer) break;
+            const std::span<const float> zl = std::span<const float>(z[static_cast<std::size_t>(l - 1)]).subspan(static_cast<std::size_t>(2 * s), 2);
+            const std::span<const float> c = std::span<const float>(cls[static_cast<std::size_t>(l - 1)]).subspan(static_cast<std::size_t>(384 * s), 384);
+            if (sentence.should_exit(st, exit_signal{l, L, zl, c})) {
+                exit = l;
+                break;
+            }
+        }
+        CAPTURE(s);
+        CHECK(out.exit_layers[static_cast<std::size_t>(s)] == exit);
+        CHECK(max_abs_diff(out.logits_of(s), std::span<const float>(z[static_cast<std::size_t>(exit - 1)]).subspan(static_cast<std::size_t>(2 * s), 2)) <= 1e-4f);
+        layers_used.insert(exit);
+    }
+    if constexpr (S::reads_every_layer) CHECK(layers_used.size() >= 2); // exits really vary
+
+    // Each sample alone gives the same exit and logits.
+    for (index_t s = 0; s < f.batch.sequences(); s += 5) {
+        packed_batch one;
+        const auto first = static_cast<std::size_t>(f.batch.offsets[s]), n = static_cast<std::size_t>(f.batch.length(s));
+        one.push_back(std::span(f.batch.ids).subspan(first, n), std::span(f.batch.type_ids).subspan(first, n));
+        const auto alone = f.m.encoder().classify(f.cpu, one, f.heads, policy);
+        CAPTURE(s);
+        CHECK(alone.exit_layers[0] == out.exit_layers[static_cast<std::size_t>(s)]);
+        CHECK(max_abs_diff(alone.logits_of(0), out.logits_of(s)) <= 1e-4f);
+    }
+
+    // The cost: per sample, the layers it ran and the heads it read.
+    std::int64_t expect_heads = 0, layers_run = 0;
+    for (index_t s = 0; s < f.batch.sequences(); ++s) {
+        const int e = out.exit_layers[static_cast<std::size_t>(s)];
+        expect_heads += S::reads_every_layer ? e * f.heads.macs(1, 0) : f.heads.macs(e, 0);
+        layers_run += e;
+    }
+    CHECK(out.cost.actual.heads == expect_heads);
+    std::int64_t rows = 0;
+    for (const auto& l : out.cost.layers) rows += l.all_rows;
+    std::int64_t expect_rows = 0;
+    for (index_t s = 0; s < f.batch.sequences(); ++s) expect_rows += f.batch.length(s) * out.exit_layers[static_cast<std::size_t>(s)];
+    CHECK(rows == expect_rows);
+    CHECK(out.cost.dense.heads == f.batch.sequences() * f.heads.macs(L, 0));
+    if (layers_run < f.batch.sequences() * L) CHECK(out.cost.flops_speedup() > 1.0);
+}
+
+TEST_CASE("static-k and no-exit classification equal the dense forward's heads", "[exit]") {
+    const auto& f = sentence_fixture::get();
+    const auto cls = f.reference_cls(no_exit{});
+    for (int k : {1, 3, 6}) {
+        const auto out = f.m.encoder().classify(f.cpu, f.batch, f.heads, static_exit{k});
+        CHECK(max_abs_diff(out.logits, sentence_fixture::head_logits(f.heads, k, cls[static_cast<std::size_t>(k - 1)])) <= 1e-4f);
+        CHECK(out.cost.layers.size() == static_cast<std::size_t>(k));
+        CHECK(out.cost.flops_speedup() == Approx(static_cast<double>(out.cost.dense.total()) / out.cost.actual.total()));
+    }
+    const auto dense = f.m.encoder().classify(f.cpu, f.batch, f.heads, no_exit{});
+    CHECK(dense.cost.flops_speedup() == 1.0);
+}
+
+TEST_CASE("regression heads exit with patience and tau", "[exit]") {
+    const auto& f = sentence_fixture::get();
+    const auto out = f.m.encoder().classify(f.cpu, f.batch, f.regression_heads, patience_exit{1, 0.05});
+    REQUIRE(out.outputs == 1);
+    const auto cls = f.reference_cls(no_exit{});
+    for (index_t s = 0; s < f.batch.sequences(); ++s) {
+        const int e = out.exit_layers[static_cast<std::size_t>(s)];
+        CHECK(out.value(s) == Approx(sentence_fixture::head_logits(f.regression_heads, e, cls[static_cast<std::size_t>(e - 1)])[static_cast<std::size_t>(s)]).margin(1e-4));
+    }
+}
+
+TEST_CASE("classify rejects heads for another depth and bad batches", "[exit][errors]") {
+    const auto& f = sentence_fixture::get();
+    const classifier_heads four(4, f.pooler, 2, false, 1);
+    CHECK_THROWS_AS(f.m.encoder().classify(f.cpu, f.batch, four, entropy_exit{0.1}), input_error);
+    CHECK_THROWS_WITH(f.m.encoder().classify(f.cpu, f.batch, four, entropy_exit{0.1}), Contains("heads are for 4 layers"));
+    CHECK_THROWS_WITH(f.m.encoder().classify(f.cpu, packed_batch{}, f.heads, entropy_exit{0.1}), Contains("empty batch"));
+    CHECK_THROWS_WITH(f.m.encoder().classify(f.cpu, f.batch, f.regression_heads, entropy_exit{0.1}), Contains("needs classification heads"));
+}
