@@ -1,11 +1,36 @@
 #!/usr/bin/env bash
 # The hashee command as a user runs it: embeddings out, errors with a message and a non-zero
 # status, and never a half-written output file.
-#   cli_test.sh HASHEE_BINARY MODEL_DIR ELUE_DIR
+#   cli_test.sh HASHEE_BINARY MODEL_DIR ELUE_DIR [commands|baselines]
+# "commands" (the default) checks embed, hash build, eval and the error cases; "baselines"
+# checks `hashee baselines` (two ctest tests, so they can run in parallel).
 set -euo pipefail
-bin=$1 model=$2 elue=$3
+bin=$1 model=$2 elue=$3 part=${4:-commands}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+expect_error() { # expect_error "message part" args...
+  local want=$1; shift
+  if "$bin" "$@" 2> "$tmp/err"; then fail "succeeded: $*"; fi
+  grep -qF -- "$want" "$tmp/err" || { cat "$tmp/err" >&2; fail "message lacks '$want'"; }
+}
+
+if [ "$part" = baselines ]; then
+# Sentence-level baselines: every method gets a row, the report and plots are written.
+"$bin" baselines --model "$model" --elue "$elue" --tasks sst2,stsb --train-samples 120 --epochs 1 --limit 40 \
+  --timing-samples 4 --out "$tmp/base" > "$tmp/base.md" 2> /dev/null
+for m in "| dense |" "| static | k=3 |" "| DeeBERT | S=0.20 |" "| FastBERT | speed=0.4 |" "| PABEE | patience=2 |" \
+         "| BERxiT | confidence=0.5 |" "| HashEE | frequency 2.0x |" "| HashEE+entropy | S=0.3 |" "| PABEE | patience=2 tau=0.3 |"; do
+  grep -qF -- "$m" "$tmp/base.md" || { cat "$tmp/base.md" >&2; fail "baselines printed no row '$m'"; }
+done
+for f in baselines.md baselines-sst2.svg baselines-sst2-exits.svg baselines-stsb.svg; do
+  [ -s "$tmp/base/$f" ] || fail "baselines did not write $f"
+done
+expect_error "unknown task 'nope'" baselines --model "$model" --elue "$elue" --tasks nope --out "$tmp/o11"
+[ -e "$tmp/o11/baselines.md" ] && fail "left a baselines report behind"
+echo "cli baselines: all checks passed"
+exit 0
+fi
 
 # Plain lines, one a pair: one JSON line each, 384 floats, unit norm (the model normalises).
 printf 'a cat sat\nhello world\tgoodbye world\n' > "$tmp/in.txt"
@@ -33,11 +58,6 @@ assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5
 PY
 
 # Errors: non-zero status, a message naming the place, and no output file left behind.
-expect_error() { # expect_error "message part" args...
-  local want=$1; shift
-  if "$bin" "$@" 2> "$tmp/err"; then fail "succeeded: $*"; fi
-  grep -qF -- "$want" "$tmp/err" || { cat "$tmp/err" >&2; fail "message lacks '$want'"; }
-}
 printf 'one\ttwo\tthree\n' > "$tmp/ragged.txt"
 expect_error "ragged.txt:1: expected 1 to 2" embed --model "$model" --input "$tmp/ragged.txt" --output "$tmp/o1"
 printf 'ok\n\xff\xfe\n' > "$tmp/bad.txt"
@@ -85,18 +105,5 @@ for o in o8 o9 o10; do ls "$tmp" | grep -q "^$o" && fail "left an output file be
 grep -q "| dense |" "$tmp/eval.md" || fail "eval printed no dense row"
 grep -q "| random_inconsistent | keep | 1.5x |" "$tmp/eval.md" || fail "eval printed no HashEE row"
 for f in hashee-results.md hashee-stsb.svg hashee-sst2.svg; do [ -s "$tmp/report/$f" ] || fail "eval did not write $f"; done
-
-# Sentence-level baselines: every method gets a row, the report and plots are written.
-"$bin" baselines --model "$model" --elue "$elue" --tasks sst2,stsb --train-samples 120 --epochs 1 --limit 40 \
-  --timing-samples 4 --out "$tmp/base" > "$tmp/base.md" 2> /dev/null
-for m in "| dense |" "| static | k=3 |" "| DeeBERT | S=0.20 |" "| FastBERT | speed=0.4 |" "| PABEE | patience=2 |" \
-         "| BERxiT | confidence=0.5 |" "| HashEE | frequency 2.0x |" "| HashEE+entropy | S=0.3 |" "| PABEE | patience=2 tau=0.3 |"; do
-  grep -qF -- "$m" "$tmp/base.md" || { cat "$tmp/base.md" >&2; fail "baselines printed no row '$m'"; }
-done
-for f in baselines.md baselines-sst2.svg baselines-sst2-exits.svg baselines-stsb.svg; do
-  [ -s "$tmp/base/$f" ] || fail "baselines did not write $f"
-done
-expect_error "unknown task 'nope'" baselines --model "$model" --elue "$elue" --tasks nope --out "$tmp/o11"
-[ -e "$tmp/o11/baselines.md" ] && fail "left a baselines report behind"
 
 echo "cli: all checks passed"
