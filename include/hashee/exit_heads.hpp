@@ -43,7 +43,7 @@ concept internal_classifiers = requires(const H& h, int layer, const_matrix_view
     { h.macs(layer, index_t{}) } -> std::convertible_to<std::int64_t>;
 };
 
-/// y = act(x W^T + b) on the host; W is [out, in] as in PyTorch.
+/// y = x W^T + b (optionally tanh of it) on the host; W is [out, in] as in PyTorch.
 struct dense_params {
     index_t out = 0, in = 0;
     std::vector<float> weight, bias;
@@ -70,8 +70,8 @@ struct dense_params {
         return p;
     }
 
-    /// y[r] = act(W x[r] + b) for every row r of x.
-    void apply(const_matrix_view<float> x, matrix_view<float> y, epilogue act = epilogue::none) const {
+    /// y[r] = W x[r] + b, or tanh of it, for every row r of x.
+    void apply(const_matrix_view<float> x, matrix_view<float> y, bool with_tanh = false) const {
         if (x.cols != in || y.cols != out || y.rows != x.rows)
             throw input_error("dense_params::apply: shapes [" + std::to_string(x.rows) + ", " + std::to_string(x.cols) +
                               "] -> [" + std::to_string(y.rows) + ", " + std::to_string(y.cols) + "] do not fit [" +
@@ -84,9 +84,7 @@ struct dense_params {
         Eigen::Map<const Eigen::RowVectorXf> b(bias.data(), out);
         Y.noalias() = X * W.transpose();
         Y.rowwise() += b;
-        if (act == epilogue::tanh) Y = Y.array().tanh();
-        else if (act == epilogue::gelu)
-            Y = Y.unaryExpr([](float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f)); });
+        if (with_tanh) Y = Y.array().tanh();
     }
     std::int64_t macs() const { return out * in; }
 };
@@ -149,7 +147,7 @@ public:
 
     /// pooled = tanh(W_p h_CLS + b_p) of head `layer` for [CLS] rows `cls` ([s, hidden]).
     void pool(int layer, const_matrix_view<float> cls, matrix_view<float> pooled) const {
-        pooler(layer).apply(cls, pooled, epilogue::tanh);
+        pooler(layer).apply(cls, pooled, /*with_tanh=*/true);
     }
     void logits(int layer, const_matrix_view<float> states, std::span<const std::int32_t> offsets,
                 matrix_view<float> out) const {
