@@ -9,14 +9,17 @@
 //  - STS-B dev (Spearman x100 of a regression head on the pair's [CLS]): dense, static-k, PABEE
 //    regression (patience with tau), HashEE (regression head trained on the hashed features).
 //    Entropy, FastBERT and BERxiT need class distributions and have no regression variant.
-// Every head set is trained on the same first N training examples, for the same epochs, batch
+// Every head set is trained on the same N training examples (drawn with the seed), for the same epochs, batch
 // size and learning rate (AdamW). FLOPs speed-ups count every layer and head that ran over the
 // whole dev set; wall-clock speed-ups time each method against the dense model, interleaved in
 // this process, at batch 1 and 32 on the first `timing_samples` dev examples.
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <numeric>
+#include <random>
 
 #include <hashee/head_training.hpp>
 #include <hashee/fastbert_heads.hpp>
@@ -36,6 +39,7 @@ struct baselines_options {
     int epochs = 3;                    ///< ... epochs, minibatch and learning rate, the same for every method
     int batch_size = 32;
     double learning_rate = 1e-3;
+    head_input heads_read = head_input::mean; ///< what the pooler + linear heads and BERxiT read
     std::size_t timing_samples = 128;  ///< dev examples timed at batch 1 and 32
     int timing_rounds = 2;
     double hash_target = 2.0;
@@ -90,12 +94,22 @@ private:
     }
 
     split load(const std::string& task, const std::string& name, const std::vector<std::string>& columns, bool regression,
-               std::size_t limit) const {
+               std::size_t limit, bool sample = false) const {
         const auto t = tsv_table::load(o_.elue_dir / task / (name + ".tsv"));
         const auto in = read_tsv_columns(t, columns);
         const std::size_t label = t.column("label"), n = limit ? std::min(limit, t.size()) : t.size();
+        // The rows to read: the first n, or (`sample`) n drawn at random with the seed, in file
+        // order (ELUE's SST-2 train split is ordered: 89% of its first 3,000 are positive).
+        std::vector<std::size_t> rows(t.size());
+        std::iota(rows.begin(), rows.end(), std::size_t{0});
+        if (sample && n < t.size()) {
+            std::mt19937_64 rng(o_.seed);
+            for (std::size_t i = 0; i < n; ++i) std::swap(rows[i], rows[i + rng() % (t.size() - i)]);
+            std::sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n));
+        }
+        rows.resize(n);
         split s;
-        for (std::size_t i = 0; i < n; ++i) {
+        for (const std::size_t i : rows) {
             s.examples.push_back(in.second[i] ? m_.tokenizer().encode(in.first[i], *in.second[i]) : m_.tokenizer().encode(in.first[i]));
             const std::string& v = t.row(i)[label];
             char* end = nullptr;
@@ -112,8 +126,8 @@ private:
     }
 
     template <token_exit_policy P>
-    layer_features features(const split& train, const P& token_policy, bool all_tokens) const {
-        return collect_layer_features(cpu_, m_.encoder(), train.batches(64), token_policy, all_tokens);
+    layer_features features(const split& train, const P& token_policy, bool with_tokens) const {
+        return collect_layer_features(cpu_, m_.encoder(), train.batches(64), token_policy, o_.heads_read, with_tokens);
     }
 
     /// Seconds to run `f` on every batch.
@@ -212,15 +226,15 @@ private:
 
     void sst2() {
         const std::string task = "SST-2";
-        const split train = load(task, "train", {"sentence"}, false, o_.train_samples);
+        const split train = load(task, "train", {"sentence"}, false, o_.train_samples, true);
         const split dev = load(task, "dev", {"sentence"}, false, o_.limit);
         const auto opt = training();
         std::cerr << "hashee baselines: SST-2: features of " << train.examples.size() << " training sentences\n";
         const layer_features dense_features = features(train, no_exit{}, true);
 
-        classifier_heads deebert(L_, pooler_, 2, false, o_.seed);
+        classifier_heads deebert(L_, pooler_, 2, false, o_.seed, o_.heads_read);
         train_deebert(deebert, dense_features, train.targets, opt);
-        classifier_heads pabee(L_, pooler_, 2, true, o_.seed);
+        classifier_heads pabee(L_, pooler_, 2, true, o_.seed, o_.heads_read);
         train_pabee(pabee, dense_features, train.targets, opt);
         fastbert_heads fastbert(L_, m_.config().hidden_size, 2, o_.seed);
         train_fastbert(fastbert, dense_features, train.targets, opt);
@@ -228,14 +242,14 @@ private:
 
         classify_row(task, "dense", "head L", dev, deebert, deebert, no_exit{});
         for (int k = 1; k < L_; ++k) classify_row(task, "static", "k=" + std::to_string(k), dev, deebert, deebert, static_exit{k});
-        for (double s : {0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6})
+        for (double s : {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.68})
             classify_row(task, "DeeBERT", "S=" + fixed(s, 2), dev, deebert, deebert, entropy_exit{s});
-        for (double s : {0.1, 0.2, 0.4, 0.6, 0.8})
-            classify_row(task, "FastBERT", "speed=" + fixed(s, 1), dev, fastbert, deebert, fastbert_exit{s});
+        for (double s : {0.2, 0.4, 0.6, 0.8, 0.9, 0.95})
+            classify_row(task, "FastBERT", "speed=" + fixed(s, 2), dev, fastbert, deebert, fastbert_exit{s});
         for (int t : {1, 2, 3, 4})
             classify_row(task, "PABEE", "patience=" + std::to_string(t), dev, pabee, deebert, patience_exit{t});
-        for (double c : {0.5, 0.7, 0.9})
-            classify_row(task, "BERxiT", "confidence=" + fixed(c, 1), dev, deebert, deebert, learned_exit<exit_predictor>{berxit, c});
+        for (double c : {0.7, 0.75, 0.8, 0.85, 0.9})
+            classify_row(task, "BERxiT", "confidence=" + fixed(c, 2), dev, deebert, deebert, learned_exit<exit_predictor>{berxit, c});
 
         // HashEE with the probe head of `hashee eval`: logistic regression on the mean-pooled
         // embeddings of the exiting model, trained on the same training examples.
@@ -276,23 +290,23 @@ private:
 
         // HashEE + entropy: heads trained on the hashed backbone's features (consistency).
         const layer_features hashed_features = features(train, hashee, false);
-        classifier_heads hashed(L_, pooler_, 2, false, o_.seed);
+        classifier_heads hashed(L_, pooler_, 2, false, o_.seed, o_.heads_read);
         train_deebert(hashed, hashed_features, train.targets, opt);
-        for (double s : {0.1, 0.3, 0.5})
-            classify_row(task, "HashEE+entropy", "S=" + fixed(s, 1), dev, hashed, deebert,
+        for (double s : {0.3, 0.5, 0.6})
+            classify_row(task, "HashEE+entropy", "S=" + fixed(s, 2), dev, hashed, deebert,
                          composed_exit<hash_exit<table_hash>, entropy_exit>{hashee, entropy_exit{s}});
     }
 
     void stsb() {
         const std::string task = "STS-B";
-        const split train = load(task, "train", {"sentence1", "sentence2"}, true, o_.train_samples);
+        const split train = load(task, "train", {"sentence1", "sentence2"}, true, o_.train_samples, true);
         const split dev = load(task, "dev", {"sentence1", "sentence2"}, true, o_.limit);
         const auto opt = training();
         std::cerr << "hashee baselines: STS-B: features of " << train.examples.size() << " training pairs\n";
         const layer_features dense_features = features(train, no_exit{}, false);
-        classifier_heads deebert(L_, pooler_, 1, false, o_.seed);
+        classifier_heads deebert(L_, pooler_, 1, false, o_.seed, o_.heads_read);
         train_deebert(deebert, dense_features, train.targets, opt);
-        classifier_heads pabee(L_, pooler_, 1, true, o_.seed);
+        classifier_heads pabee(L_, pooler_, 1, true, o_.seed, o_.heads_read);
         train_pabee(pabee, dense_features, train.targets, opt);
 
         classify_row(task, "dense", "head L", dev, deebert, deebert, no_exit{});
@@ -303,7 +317,7 @@ private:
                              patience_exit{t, tau});
         const hash_exit<table_hash> hashee(frequency_table(train, dev));
         const layer_features hashed_features = features(train, hashee, false);
-        classifier_heads hashed(L_, pooler_, 1, false, o_.seed);
+        classifier_heads hashed(L_, pooler_, 1, false, o_.seed, o_.heads_read);
         train_deebert(hashed, hashed_features, train.targets, opt);
         classify_row(task, "HashEE", "frequency " + fixed(o_.hash_target, 1) + "x", dev, hashed, deebert,
                      composed_exit<hash_exit<table_hash>, no_exit>{hashee, no_exit{}});
@@ -395,9 +409,13 @@ inline int run_baselines(const baselines_options& o, const std::string& command_
     report.stream() << "# Early-exit baselines against HashEE (frozen all-MiniLM-L6-v2)\n\n"
                     << "Generated " << date << " by `" << command_line << "` (" << o.threads << " threads). "
                     << "Every method uses the same backbone, frozen, and the same head-training budget: "
-                    << (o.train_samples ? "the first " + std::to_string(o.train_samples) : std::string("all")) << " training examples, " << o.epochs << " epochs, minibatch " << o.batch_size
+                    << (o.train_samples ? std::to_string(o.train_samples) + " (drawn with the seed)" : std::string("all")) << " training examples, " << o.epochs << " epochs, minibatch " << o.batch_size
                     << ", AdamW at learning rate " << o.learning_rate << " (HashEE's probe: `hashee eval`'s logistic "
-                    << "regression on the same examples). FLOPs speed-up counts every layer and internal classifier "
+                    << "regression on the same examples). The pooler + linear heads and BERxiT's predictor read "
+                    << (o.heads_read == head_input::mean ? "the mean of each layer's token states (the model was trained "
+                                                           "for mean pooling; docs/early-exit.md says why not [CLS])"
+                                                         : "each layer's [CLS] state")
+                    << "; FastBERT's heads read every token. FLOPs speed-up counts every layer and internal classifier "
                     << "that ran over the whole dev set. Wall speed-up is the dense classifier's time over this "
                     << "method's, interleaved in one process over the first " << o.timing_samples
                     << " dev examples (" << o.timing_rounds << " rounds; a shared, noisy machine).\n\n"

@@ -6,7 +6,7 @@
 //                [--buckets B | --target X [--kv keep|drop]] [--seed S] --out TABLE
 //   hashee eval --model DIR [--elue DIR] [--tasks stsb,sst2] [--policies ...] [--targets 1.5,2,3]
 //                [--kv keep,drop] [--out DIR]
-//   hashee baselines --model DIR [--elue DIR] [--tasks sst2,stsb] [--train-samples N] [--epochs E]
+//   hashee baselines --model DIR [--elue DIR] [--tasks sst2,stsb] [--train-samples N] [--epochs E] [--heads-read mean|cls]
 //                [--out DIR]
 //
 // Errors exit with status 1 and a message naming the file and line; outputs are written
@@ -90,9 +90,11 @@ int main(int argc, char** argv) {
     base->add_option("--elue", bo.elue_dir, "ELUE data directory (default: $HASHEE_ELUE_DIR or ../shared/data/elue)")
         ->check(CLI::ExistingDirectory);
     base->add_option("--tasks", bo.tasks, "sst2 and/or stsb")->delimiter(',');
-    base->add_option("--train-samples", bo.train_samples, "Head-training budget: training examples (0: all)");
+    base->add_option("--train-samples", bo.train_samples, "Head-training budget: training examples drawn with the seed (0: all)");
     base->add_option("--epochs", bo.epochs, "Head-training budget: epochs")->check(CLI::Range(1, 1000));
     base->add_option("--learning-rate", bo.learning_rate, "Head-training budget: AdamW learning rate")->check(CLI::Range(1e-7, 1.0));
+    base->add_option("--heads-read", bo.heads_read, "What the pooler + linear heads and BERxiT read: mean or cls")
+        ->transform(CLI::CheckedTransformer(std::map<std::string, hashee::head_input>{{"mean", hashee::head_input::mean}, {"cls", hashee::head_input::cls}}));
     base->add_option("--timing-samples", bo.timing_samples, "Dev examples timed at batch 1 and 32")->check(CLI::Range(1, 100000));
     base->add_option("--hash-target", bo.hash_target, "HashEE's FLOPs speed-up target")->check(CLI::Range(1.0, 100.0));
     base->add_option("--limit", bo.limit, "Use only the first N dev examples (quick checks)");

@@ -19,8 +19,8 @@ if [ "$part" = baselines ]; then
 # Sentence-level baselines: every method gets a row, the report and plots are written.
 "$bin" baselines --model "$model" --elue "$elue" --tasks sst2,stsb --train-samples 48 --epochs 1 --limit 16 \
   --timing-samples 2 --out "$tmp/base" > "$tmp/base.md" 2> /dev/null
-for m in "| dense |" "| static | k=3 |" "| DeeBERT | S=0.20 |" "| FastBERT | speed=0.4 |" "| PABEE | patience=2 |" \
-         "| BERxiT | confidence=0.5 |" "| HashEE | frequency 2.0x |" "| HashEE+entropy | S=0.3 |" "| PABEE | patience=2 tau=0.3 |"; do
+for m in "| dense |" "| static | k=3 |" "| DeeBERT | S=0.20 |" "| FastBERT | speed=0.40 |" "| PABEE | patience=2 |" \
+         "| BERxiT | confidence=0.80 |" "| HashEE | frequency 2.0x |" "| HashEE+entropy | S=0.30 |" "| PABEE | patience=2 tau=0.3 |"; do
   grep -qF -- "$m" "$tmp/base.md" || { cat "$tmp/base.md" >&2; fail "baselines printed no row '$m'"; }
 done
 for f in baselines.md baselines-sst2.svg baselines-sst2-exits.svg baselines-stsb.svg; do

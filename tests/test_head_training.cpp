@@ -81,7 +81,7 @@ synthetic make_synthetic(index_t S, int L, index_t d, index_t C, std::uint64_t s
                 for (index_t j = 0; j < d; ++j) {
                     const float v = a * mean[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] + normal(rng);
                     if (with_tokens) f.tokens.push_back(v);
-                    if (r == f.offsets[static_cast<std::size_t>(i)]) f.cls.push_back(v);
+                    if (r == f.offsets[static_cast<std::size_t>(i)]) f.sentences.push_back(v);
                 }
     }
     return s;
@@ -92,12 +92,12 @@ template <class H>
 std::vector<float> logits_of(const H& heads, int layer, const layer_features& f) {
     const index_t S = f.samples(), C = heads.outputs();
     std::vector<float> z(static_cast<std::size_t>(S * C));
-    if constexpr (H::reads_all_tokens) {
+    if (heads.input() == head_input::all_tokens) {
         heads.logits(layer, f.token_states(layer), f.offsets, {z.data(), S, C});
     } else {
         std::vector<std::int32_t> one_row_each(static_cast<std::size_t>(S) + 1);
         std::iota(one_row_each.begin(), one_row_each.end(), 0);
-        heads.logits(layer, f.cls_states(layer), one_row_each, {z.data(), S, C});
+        heads.logits(layer, f.sentence_states(layer), one_row_each, {z.data(), S, C});
     }
     return z;
 }
@@ -429,7 +429,7 @@ synthetic berxit_data(index_t S, std::uint64_t seed) {
             const float sign = (s.targets[static_cast<std::size_t>(i)] == 1.0f) != flip ? 1.0f : -1.0f;
             // Braced lists evaluate left to right: the draws are in a fixed order.
             const std::initializer_list<float> h{sign * u(0.1, 1.0), flip ? u(0.6, 1.0) : u(-1.0, 0.4), u(-1, 1), u(-1, 1)};
-            s.features.cls.insert(s.features.cls.end(), h);
+            s.features.sentences.insert(s.features.sentences.end(), h);
         }
     return s;
 }
@@ -464,7 +464,7 @@ TEST_CASE("BERxiT: the exit units learn when their head is right", "[head_traini
         const auto pred = predictions(logits_of(heads, l, test.features), 2);
         std::size_t right = 0;
         for (index_t i = 0; i < test.features.samples(); ++i) {
-            const auto h = test.features.cls_states(l);
+            const auto h = test.features.sentence_states(l);
             const double c = p.confidence(l, std::span<const float>(h.row(i), 4));
             REQUIRE((c >= 0.0 && c <= 1.0));
             const auto k = static_cast<std::size_t>(i);
@@ -680,17 +680,17 @@ TEMPLATE_TEST_CASE("bad targets and features are input_errors that say what is w
     CHECK_THAT(error(s, {0, 1, std::nanf(""), 2}), Contains("target of sample 2 is not finite"));
 
     synthetic bad = s;
-    bad.features.cls[bad.features.cls.size() - 2] = std::numeric_limits<float>::infinity();
-    CHECK_THAT(error(bad, s.targets), Contains("non-finite value in the [CLS] states of layer 2, row 3, column 1"));
+    bad.features.sentences[bad.features.sentences.size() - 2] = std::numeric_limits<float>::infinity();
+    CHECK_THAT(error(bad, s.targets), Contains("non-finite value in the sentence states of layer 2, row 3, column 1"));
     bad = s;
-    bad.features.cls.pop_back();
-    CHECK_THAT(error(bad, s.targets), Contains("cls holds 23 values, expected layers x samples x hidden = 24"));
+    bad.features.sentences.pop_back();
+    CHECK_THAT(error(bad, s.targets), Contains("sentences holds 23 values, expected layers x samples x hidden = 24"));
     bad = s;
     bad.features.offsets[2] = bad.features.offsets[1];
     CHECK_THAT(error(bad, s.targets), Contains("sample 1 has no tokens"));
     bad = s;
     bad.features.offsets = {0};
-    bad.features.cls.clear();
+    bad.features.sentences.clear();
     CHECK_THAT(error(bad, {}), Contains("features hold no samples"));
     CHECK_NOTHROW(TestType::train(s, s.targets));
     const auto msg = error_of<input_error>([&] { TestType::train(s, s.targets, 3); });
@@ -713,7 +713,7 @@ TEST_CASE("wrong head layouts, missing tokens and bad options are input_errors",
         CHECK_THAT(error_of<input_error>([&] { train_fastbert(h, s.features, s.targets); }),
                    Contains("train_fastbert: the features have no token states"));
         CHECK_THAT(error_of<input_error>([&] { (void)s.features.token_states(1); }),
-                   Contains("no token states (the features were taken from [CLS] only)"));
+                   Contains("no token states (the features were taken from one row per sample)"));
         fastbert_heads r(2, 4, 1, 0, 4, 2);
         CHECK_THAT(error_of<input_error>([&] { train_fastbert(r, regression.features, regression.targets); }),
                    Contains("train_fastbert: needs classification heads (outputs >= 2)"));
@@ -747,4 +747,44 @@ TEST_CASE("wrong head layouts, missing tokens and bad options are input_errors",
         CHECK_THAT(error_of<input_error>([&] { train_deebert(wide, s.features, s.targets); }),
                    Contains("the heads read width 5, the features have 4"));
     }
+    {
+        // Heads reading the mean trained on [CLS] features (and the other way round).
+        classifier_heads mean(2, random_pooler(4, 1), 3, false, 0, head_input::mean);
+        CHECK_THAT(error_of<input_error>([&] { train_deebert(mean, s.features, s.targets); }),
+                   Contains("train_deebert: the heads read the mean row of each sample, the features hold the cls row"));
+        CHECK_THAT(error_of<input_error>([&] { (void)train_berxit(mean, s.features, s.targets); }),
+                   Contains("train_berxit: the heads read the mean row"));
+        synthetic means = s;
+        means.features.pooling = head_input::mean;
+        classifier_heads cls(2, random_pooler(4, 1), 3, true, 0);
+        CHECK_THAT(error_of<input_error>([&] { train_pabee(cls, means.features, means.targets); }),
+                   Contains("train_pabee: the heads read the cls row of each sample, the features hold the mean row"));
+        CHECK_NOTHROW(train_deebert(mean, means.features, means.targets));
+        CHECK_THAT(error_of<input_error>([&] { (void)classifier_heads(2, random_pooler(4, 1), 3, false, 0, head_input::all_tokens); }),
+                   Contains("classifier_heads: they read one row per sequence"));
+    }
+}
+
+TEST_CASE("classifier_heads keep what they read through save and load", "[head_training][io]") {
+    const hashee::test::temp_dir dir;
+    for (const head_input input : {head_input::cls, head_input::mean}) {
+        const classifier_heads h(2, random_pooler(4, 1), 3, false, 5, input);
+        h.save(dir.path / "heads.safetensors");
+        CHECK(classifier_heads::load(dir.path / "heads.safetensors").input() == input);
+        CHECK(safetensors_file::open(dir.path / "heads.safetensors").metadata().at("hashee.head_input") == to_string(input));
+    }
+    // A file without the metadata (DeeBERT's, PABEE's, ElasticBERT's own) reads [CLS].
+    const classifier_heads h(1, random_pooler(4, 1), 2, false, 5, head_input::mean);
+    auto tensors = [&](const std::string& pooler, const std::string& classifier) {
+        return std::vector<safetensors_tensor>{{pooler + ".weight", {4, 4}, h.pooler(1).weight},
+                                               {pooler + ".bias", {4}, h.pooler(1).bias},
+                                               {classifier + ".weight", {2, 4}, h.classifier(1).weight},
+                                               {classifier + ".bias", {2}, h.classifier(1).bias}};
+    };
+    const auto t = tensors("bert.encoder.highway.0.pooler.dense", "bert.encoder.highway.0.classifier");
+    write_safetensors(dir.path / "deebert.safetensors", t);
+    CHECK(classifier_heads::load(dir.path / "deebert.safetensors").input() == head_input::cls);
+    write_safetensors(dir.path / "odd.safetensors", t, {{"hashee.head_input", "max"}});
+    CHECK_THAT(error_of<weight_error>([&] { (void)classifier_heads::load(dir.path / "odd.safetensors"); }),
+               Contains("odd.safetensors") && Contains("metadata 'hashee.head_input' is 'max'; expected 'cls' or 'mean'"));
 }

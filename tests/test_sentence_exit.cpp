@@ -1,5 +1,5 @@
 // Sentence-level exits on the real model: each policy's rule; classify() over a batch equals
-// an independent per-sample reference (every layer's [CLS] state observed from a full forward,
+// an independent per-sample reference (every layer's [CLS] state or token mean observed from a full forward,
 // heads and policy applied sample by sample) and equals classifying each sample alone; the
 // cost counts exactly the layers and heads that ran.
 
@@ -20,15 +20,21 @@ namespace {
 std::vector<float> logits_of(float a, float b) { return {a, b}; }
 exit_signal signal_at(int layer, const std::vector<float>& z) { return {layer, 6, z, {}}; }
 
+/// Heads reading one kind of row, and thresholds at which their exits vary over the batch.
+struct head_set {
+    classifier_heads heads;
+    double median_entropy = 0;               ///< of every head's entropy over the batch
+    std::vector<float> median_first_feature; ///< per layer, of the rows' first feature
+};
+
 struct sentence_fixture {
     eigen_cpu cpu{2};
     model<eigen_cpu> m = model<eigen_cpu>::load(test::model_dir(), cpu);
     dense_params pooler = dense_params::copy_of(cpu, *m.encoder().weights().pooler());
-    classifier_heads heads{6, pooler, 2, false, 7};
-    classifier_heads regression_heads{6, pooler, 1, true, 8};
     packed_batch batch;
-    double median_entropy = 0;
-    std::vector<float> median_first_feature; ///< per layer, of the [CLS] states' first feature
+    head_set cls_heads = unmeasured({6, pooler, 2, false, 7, head_input::cls});
+    head_set mean_heads = unmeasured({6, pooler, 2, false, 7, head_input::mean});
+    classifier_heads regression_heads{6, pooler, 1, true, 8, head_input::mean};
 
     sentence_fixture() {
         const auto dev = tsv_table::load(test::elue_dir() / "SST-2" / "dev.tsv");
@@ -37,95 +43,114 @@ struct sentence_fixture {
             const auto e = m.tokenizer().encode(dev.row(i * 7)[0]);
             batch.push_back(e.ids, e.type_ids);
         }
-        // Random heads put every sample in the same class; centring each head's logits over the
-        // batch (bias -= mean logit) makes predictions, entropies and agreement vary by sample.
-        const auto cls = reference_cls(no_exit{});
-        for (auto* hs : {&heads, &regression_heads})
+        centre(regression_heads);
+        for (head_set* hs : {&cls_heads, &mean_heads}) {
+            centre(hs->heads);
+            // The median entropy of every head over the batch: a threshold at which some
+            // samples leave early and some do not. Likewise the rows' median first feature.
+            const auto rows = reference_rows(no_exit{}, hs->heads.input());
+            std::vector<double> h;
             for (int l = 1; l <= 6; ++l) {
-                const auto z = head_logits(*hs, l, cls[static_cast<std::size_t>(l - 1)]);
-                const index_t C = hs->outputs();
-                for (index_t c = 0; c < C; ++c) {
-                    double mean = 0;
-                    for (index_t s = 0; s < batch.sequences(); ++s) mean += z[static_cast<std::size_t>(s * C + c)];
-                    hs->classifier(l).bias[static_cast<std::size_t>(c)] -= static_cast<float>(mean / static_cast<double>(batch.sequences()));
-                }
+                std::vector<float> first;
+                for (index_t s = 0; s < batch.sequences(); ++s) first.push_back(rows[static_cast<std::size_t>(l - 1)][static_cast<std::size_t>(s * 384)]);
+                std::nth_element(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(first.size() / 2), first.end());
+                hs->median_first_feature.push_back(first[first.size() / 2]);
+                const auto z = head_logits(hs->heads, l, rows[static_cast<std::size_t>(l - 1)]);
+                for (index_t s = 0; s < batch.sequences(); ++s)
+                    h.push_back(detail::softmax_entropy(std::span<const float>(z).subspan(static_cast<std::size_t>(2 * s), 2)));
             }
-        // The median entropy of every head over the batch: a threshold at which some samples
-        // leave early and some do not. Likewise the median first feature of [CLS] per layer.
-        std::vector<double> h;
-        for (int l = 1; l <= 6; ++l) {
-            std::vector<float> first;
-            for (index_t s = 0; s < batch.sequences(); ++s) first.push_back(cls[static_cast<std::size_t>(l - 1)][static_cast<std::size_t>(s * 384)]);
-            std::nth_element(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(first.size() / 2), first.end());
-            median_first_feature.push_back(first[first.size() / 2]);
-            const auto z = head_logits(heads, l, cls[static_cast<std::size_t>(l - 1)]);
-            for (index_t s = 0; s < batch.sequences(); ++s)
-                h.push_back(detail::softmax_entropy(std::span<const float>(z).subspan(static_cast<std::size_t>(2 * s), 2)));
+            std::nth_element(h.begin(), h.begin() + static_cast<std::ptrdiff_t>(h.size() / 2), h.end());
+            hs->median_entropy = h[h.size() / 2];
         }
-        std::nth_element(h.begin(), h.begin() + static_cast<std::ptrdiff_t>(h.size() / 2), h.end());
-        median_entropy = h[h.size() / 2];
     }
     static const sentence_fixture& get() {
         static const sentence_fixture f;
         return f;
     }
+    static head_set unmeasured(classifier_heads h) {
+        head_set s{std::move(h), 0, {}};
+        return s;
+    }
+    const head_set& reading(head_input input) const { return input == head_input::cls ? cls_heads : mean_heads; }
 
-    /// [layer][sequence * hidden]: every sequence's [CLS] state after each layer.
+    /// Random heads put every sample in the same class; centring each head's logits over the
+    /// batch (bias -= mean logit) makes predictions, entropies and agreement vary by sample.
+    void centre(classifier_heads& hs) const {
+        const auto rows = reference_rows(no_exit{}, hs.input());
+        for (int l = 1; l <= 6; ++l) {
+            const auto z = head_logits(hs, l, rows[static_cast<std::size_t>(l - 1)]);
+            const index_t C = hs.outputs();
+            for (index_t c = 0; c < C; ++c) {
+                double mean = 0;
+                for (index_t s = 0; s < batch.sequences(); ++s) mean += z[static_cast<std::size_t>(s * C + c)];
+                hs.classifier(l).bias[static_cast<std::size_t>(c)] -= static_cast<float>(mean / static_cast<double>(batch.sequences()));
+            }
+        }
+    }
+
+    /// [layer][sequence * hidden]: every sequence's [CLS] state, or the mean of its token
+    /// states, after each layer, observed from a full forward.
     template <token_exit_policy P>
-    std::vector<std::vector<float>> reference_cls(const P& policy) const {
-        std::vector<std::vector<float>> cls;
+    std::vector<std::vector<float>> reference_rows(const P& policy, head_input input) const {
+        std::vector<std::vector<float>> rows;
         m.encoder().observe(cpu, batch, policy, [&](int, const_matrix_view<float> h, std::span<const std::int32_t> offsets) {
             std::vector<float> layer;
-            for (std::size_t s = 0; s + 1 < offsets.size(); ++s) layer.insert(layer.end(), h.row(offsets[s]), h.row(offsets[s]) + h.cols);
-            cls.push_back(std::move(layer));
+            for (std::size_t s = 0; s + 1 < offsets.size(); ++s) {
+                std::vector<double> sum(static_cast<std::size_t>(h.cols));
+                const std::int32_t last = input == head_input::cls ? offsets[s] + 1 : offsets[s + 1];
+                for (std::int32_t r = offsets[s]; r < last; ++r)
+                    for (index_t j = 0; j < h.cols; ++j) sum[static_cast<std::size_t>(j)] += h.row(r)[j];
+                for (double v : sum) layer.push_back(static_cast<float>(v / (last - offsets[s])));
+            }
+            rows.push_back(std::move(layer));
         });
-        return cls;
+        return rows;
     }
-    static std::vector<float> head_logits(const classifier_heads& hs, int layer, const std::vector<float>& cls) {
-        const index_t s = static_cast<index_t>(cls.size()) / hs.hidden_size();
+    static std::vector<float> head_logits(const classifier_heads& hs, int layer, const std::vector<float>& rows) {
+        const index_t s = static_cast<index_t>(rows.size()) / hs.hidden_size();
         std::vector<std::int32_t> offsets(static_cast<std::size_t>(s + 1));
         for (index_t i = 0; i <= s; ++i) offsets[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
         std::vector<float> z(static_cast<std::size_t>(s * hs.outputs()));
-        hs.logits(layer, {cls.data(), s, hs.hidden_size()}, offsets, {z.data(), s, hs.outputs()});
+        hs.logits(layer, {rows.data(), s, hs.hidden_size()}, offsets, {z.data(), s, hs.outputs()});
         return z;
     }
 };
 
-/// A stand-in for a trained exit predictor: confident when the [CLS] state's first feature is
-/// above its median over the batch at that layer.
+/// A stand-in for a trained exit predictor: confident when the sentence state's first feature
+/// is above its median over the batch at that layer.
 struct first_feature_predictor {
     std::vector<float> median;
-    double confidence(int layer, std::span<const float> cls) const {
-        return 1.0 / (1.0 + std::exp(-10.0 * (cls[0] - median[static_cast<std::size_t>(layer - 1)])));
+    double confidence(int layer, std::span<const float> state) const {
+        return 1.0 / (1.0 + std::exp(-10.0 * (state[0] - median[static_cast<std::size_t>(layer - 1)])));
     }
 };
 
-// One factory per policy; thresholds come from the fixture so that exits really vary.
+// One factory per policy; thresholds come from the heads' set so that exits really vary.
 struct no_exit_case {
-    static no_exit make(const sentence_fixture&) { return {}; }
+    static no_exit make(const sentence_fixture&, const head_set&) { return {}; }
 };
 struct static_case {
-    static static_exit make(const sentence_fixture&) { return {3}; }
+    static static_exit make(const sentence_fixture&, const head_set&) { return {3}; }
 };
 struct entropy_case {
-    static entropy_exit make(const sentence_fixture& f) { return {f.median_entropy}; }
+    static entropy_exit make(const sentence_fixture&, const head_set& h) { return {h.median_entropy}; }
 };
 struct fastbert_case {
-    static fastbert_exit make(const sentence_fixture& f) { return {f.median_entropy / std::log(2.0)}; }
+    static fastbert_exit make(const sentence_fixture&, const head_set& h) { return {h.median_entropy / std::log(2.0)}; }
 };
 struct patience_case {
-    static patience_exit make(const sentence_fixture&) { return {2}; }
+    static patience_exit make(const sentence_fixture&, const head_set&) { return {2}; }
 };
 struct learned_case {
-    static learned_exit<first_feature_predictor> make(const sentence_fixture& f) {
-        return {std::make_shared<const first_feature_predictor>(first_feature_predictor{f.median_first_feature}), 0.5};
+    static learned_exit<first_feature_predictor> make(const sentence_fixture&, const head_set& h) {
+        return {std::make_shared<const first_feature_predictor>(first_feature_predictor{h.median_first_feature}), 0.5};
     }
 };
 struct composed_case {
-    static auto make(const sentence_fixture& f) {
+    static auto make(const sentence_fixture& f, const head_set& h) {
         const hash_setup setup = f.m.hash_setup_for();
         return composed_exit<hash_exit<random_hash>, entropy_exit>{hash_exit<random_hash>(random_hash(setup, 42, equal_type_buckets{})),
-                                                                  entropy_exit{f.median_entropy}};
+                                                                  entropy_exit{h.median_entropy}};
     }
 };
 
@@ -188,21 +213,25 @@ TEST_CASE("entropy, FastBERT, patience and static exits follow their rules", "[e
 TEMPLATE_TEST_CASE("batched sentence exits equal the per-sample reference and each sample alone", "[exit]", no_exit_case,
                    static_case, entropy_case, fastbert_case, patience_case, learned_case, composed_case) {
     const auto& f = sentence_fixture::get();
-    const auto policy = TestType::make(f);
+    const head_input input = GENERATE(head_input::cls, head_input::mean);
+    CAPTURE(to_string(input));
+    const head_set& set = f.reading(input);
+    const classifier_heads& heads = set.heads;
+    const auto policy = TestType::make(f, set);
     const auto& token = token_policy_of(policy);
     const auto sentence = sentence_policy_of(policy);
     using S = std::remove_cvref_t<decltype(sentence)>;
     const int L = 6, depth = sentence.depth(L);
 
-    const classifier_output out = f.m.encoder().classify(f.cpu, f.batch, f.heads, policy);
+    const classifier_output out = f.m.encoder().classify(f.cpu, f.batch, heads, policy);
     REQUIRE(out.sequences() == f.batch.sequences());
     REQUIRE(out.outputs == 2);
 
-    // Reference: the states of a full forward (a sample's states do not depend on the others),
+    // Reference: the rows of a full forward (a sample's states do not depend on the others),
     // heads and policy applied one sample at a time.
-    const auto cls = f.reference_cls(token);
+    const auto rows = f.reference_rows(token, input);
     std::vector<std::vector<float>> z;
-    for (int l = 1; l <= L; ++l) z.push_back(sentence_fixture::head_logits(f.heads, l, cls[static_cast<std::size_t>(l - 1)]));
+    for (int l = 1; l <= L; ++l) z.push_back(sentence_fixture::head_logits(heads, l, rows[static_cast<std::size_t>(l - 1)]));
     std::set<int> layers_used;
     for (index_t s = 0; s < f.batch.sequences(); ++s) {
         typename S::sample_state st;
@@ -210,7 +239,7 @@ TEMPLATE_TEST_CASE("batched sentence exits equal the per-sample reference and ea
         for (int l = 1; l < depth; ++l) {
             if (!S::reads_every_layer) break;
             const std::span<const float> zl = std::span<const float>(z[static_cast<std::size_t>(l - 1)]).subspan(static_cast<std::size_t>(2 * s), 2);
-            const std::span<const float> c = std::span<const float>(cls[static_cast<std::size_t>(l - 1)]).subspan(static_cast<std::size_t>(384 * s), 384);
+            const std::span<const float> c = std::span<const float>(rows[static_cast<std::size_t>(l - 1)]).subspan(static_cast<std::size_t>(384 * s), 384);
             if (sentence.should_exit(st, exit_signal{l, L, zl, c})) {
                 exit = l;
                 break;
@@ -228,7 +257,7 @@ TEMPLATE_TEST_CASE("batched sentence exits equal the per-sample reference and ea
         packed_batch one;
         const auto first = static_cast<std::size_t>(f.batch.offsets[s]), n = static_cast<std::size_t>(f.batch.length(s));
         one.push_back(std::span(f.batch.ids).subspan(first, n), std::span(f.batch.type_ids).subspan(first, n));
-        const auto alone = f.m.encoder().classify(f.cpu, one, f.heads, policy);
+        const auto alone = f.m.encoder().classify(f.cpu, one, heads, policy);
         CAPTURE(s);
         CHECK(alone.exit_layers[0] == out.exit_layers[static_cast<std::size_t>(s)]);
         CHECK(max_abs_diff(alone.logits_of(0), out.logits_of(s)) <= 1e-4f);
@@ -238,29 +267,30 @@ TEMPLATE_TEST_CASE("batched sentence exits equal the per-sample reference and ea
     std::int64_t expect_heads = 0, layers_run = 0;
     for (index_t s = 0; s < f.batch.sequences(); ++s) {
         const int e = out.exit_layers[static_cast<std::size_t>(s)];
-        expect_heads += S::reads_every_layer ? e * f.heads.macs(1, 0) : f.heads.macs(e, 0);
+        expect_heads += S::reads_every_layer ? e * heads.macs(1, 0) : heads.macs(e, 0);
         layers_run += e;
     }
     CHECK(out.cost.actual.heads == expect_heads);
-    std::int64_t rows = 0;
-    for (const auto& l : out.cost.layers) rows += l.all_rows;
+    std::int64_t rows_run = 0;
+    for (const auto& l : out.cost.layers) rows_run += l.all_rows;
     std::int64_t expect_rows = 0;
     for (index_t s = 0; s < f.batch.sequences(); ++s) expect_rows += f.batch.length(s) * out.exit_layers[static_cast<std::size_t>(s)];
-    CHECK(rows == expect_rows);
-    CHECK(out.cost.dense.heads == f.batch.sequences() * f.heads.macs(L, 0));
+    CHECK(rows_run == expect_rows);
+    CHECK(out.cost.dense.heads == f.batch.sequences() * heads.macs(L, 0));
     if (layers_run < f.batch.sequences() * L) CHECK(out.cost.flops_speedup() > 1.0);
 }
 
 TEST_CASE("static-k and no-exit classification equal the dense forward's heads", "[exit]") {
     const auto& f = sentence_fixture::get();
-    const auto cls = f.reference_cls(no_exit{});
+    const classifier_heads& heads = f.mean_heads.heads;
+    const auto rows = f.reference_rows(no_exit{}, head_input::mean);
     for (int k : {1, 3, 6}) {
-        const auto out = f.m.encoder().classify(f.cpu, f.batch, f.heads, static_exit{k});
-        CHECK(max_abs_diff(out.logits, sentence_fixture::head_logits(f.heads, k, cls[static_cast<std::size_t>(k - 1)])) <= 1e-4f);
+        const auto out = f.m.encoder().classify(f.cpu, f.batch, heads, static_exit{k});
+        CHECK(max_abs_diff(out.logits, sentence_fixture::head_logits(heads, k, rows[static_cast<std::size_t>(k - 1)])) <= 1e-4f);
         CHECK(out.cost.layers.size() == static_cast<std::size_t>(k));
         CHECK(out.cost.flops_speedup() == Approx(static_cast<double>(out.cost.dense.total()) / out.cost.actual.total()));
     }
-    const auto dense = f.m.encoder().classify(f.cpu, f.batch, f.heads, no_exit{});
+    const auto dense = f.m.encoder().classify(f.cpu, f.batch, heads, no_exit{});
     CHECK(dense.cost.flops_speedup() == 1.0);
 }
 
@@ -268,10 +298,10 @@ TEST_CASE("regression heads exit with patience and tau", "[exit]") {
     const auto& f = sentence_fixture::get();
     const auto out = f.m.encoder().classify(f.cpu, f.batch, f.regression_heads, patience_exit{1, 0.05});
     REQUIRE(out.outputs == 1);
-    const auto cls = f.reference_cls(no_exit{});
+    const auto rows = f.reference_rows(no_exit{}, head_input::mean);
     for (index_t s = 0; s < f.batch.sequences(); ++s) {
         const int e = out.exit_layers[static_cast<std::size_t>(s)];
-        CHECK(out.value(s) == Approx(sentence_fixture::head_logits(f.regression_heads, e, cls[static_cast<std::size_t>(e - 1)])[static_cast<std::size_t>(s)]).margin(1e-4));
+        CHECK(out.value(s) == Approx(sentence_fixture::head_logits(f.regression_heads, e, rows[static_cast<std::size_t>(e - 1)])[static_cast<std::size_t>(s)]).margin(1e-4));
     }
 }
 
@@ -280,6 +310,48 @@ TEST_CASE("classify rejects heads for another depth and bad batches", "[exit][er
     const classifier_heads four(4, f.pooler, 2, false, 1);
     CHECK_THROWS_AS(f.m.encoder().classify(f.cpu, f.batch, four, entropy_exit{0.1}), input_error);
     CHECK_THROWS_WITH(f.m.encoder().classify(f.cpu, f.batch, four, entropy_exit{0.1}), Contains("heads are for 4 layers"));
-    CHECK_THROWS_WITH(f.m.encoder().classify(f.cpu, packed_batch{}, f.heads, entropy_exit{0.1}), Contains("empty batch"));
+    CHECK_THROWS_WITH(f.m.encoder().classify(f.cpu, packed_batch{}, f.cls_heads.heads, entropy_exit{0.1}), Contains("empty batch"));
     CHECK_THROWS_WITH(f.m.encoder().classify(f.cpu, f.batch, f.regression_heads, entropy_exit{0.1}), Contains("needs classification heads"));
 }
+
+TEST_CASE("layer features hold the rows the heads read, under a token policy too", "[exit][head_training]") {
+    const auto& f = sentence_fixture::get();
+    const hash_exit<random_hash> hashed(random_hash(f.m.hash_setup_for(), 42, equal_type_buckets{}));
+    // The batch split in two: the features keep the samples in batch order.
+    packed_batch first, second;
+    for (index_t s = 0; s < f.batch.sequences(); ++s) {
+        const auto at = static_cast<std::size_t>(f.batch.offsets[s]), n = static_cast<std::size_t>(f.batch.length(s));
+        (s < 10 ? first : second).push_back(std::span(f.batch.ids).subspan(at, n), std::span(f.batch.type_ids).subspan(at, n));
+    }
+    const std::vector<packed_batch> batches{first, second};
+    for (const head_input input : {head_input::cls, head_input::mean}) {
+        CAPTURE(to_string(input));
+        const layer_features plain = collect_layer_features(f.cpu, f.m.encoder(), batches, no_exit{}, input, true);
+        const layer_features exiting = collect_layer_features(f.cpu, f.m.encoder(), batches, hashed, input);
+        CHECK(plain.pooling == input);
+        CHECK(plain.offsets == f.batch.offsets);
+        CHECK(exiting.tokens.empty());
+        const auto want_plain = f.reference_rows(no_exit{}, input), want_exiting = f.reference_rows(hashed, input);
+        float changed = 0;
+        for (int l = 1; l <= 6; ++l) {
+            const auto got = [&](const layer_features& lf) {
+                const auto v = lf.sentence_states(l);
+                return std::vector<float>(v.data, v.data + v.rows * v.cols);
+            };
+            CHECK(max_abs_diff(got(plain), want_plain[static_cast<std::size_t>(l - 1)]) <= 1e-5f);
+            CHECK(max_abs_diff(got(exiting), want_exiting[static_cast<std::size_t>(l - 1)]) <= 1e-5f);
+            changed = std::max(changed, max_abs_diff(got(plain), got(exiting)));
+            // The token states hold every token; row offsets[s] is sample s's [CLS] row.
+            const auto tokens = plain.token_states(l);
+            REQUIRE(tokens.rows == f.batch.tokens());
+            if (input == head_input::cls)
+                CHECK(max_abs_diff({tokens.row(f.batch.offsets[3]), 384}, {plain.sentence_states(l).row(3), 384}) == 0.0f);
+        }
+        CHECK(changed > 1e-3f); // the token policy changed the states the heads read
+    }
+    CHECK_THAT(hashee::test::error_of<input_error>([&] {
+                   (void)collect_layer_features(f.cpu, f.m.encoder(), batches, no_exit{}, head_input::all_tokens);
+               }),
+               Contains("one row per sample (cls or mean); ask for every token's state with with_tokens"));
+}
+

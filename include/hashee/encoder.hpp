@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <utility>
 #include <vector>
@@ -261,28 +262,29 @@ private:
         std::vector<typename S::sample_state> states(static_cast<std::size_t>(batch.sequences()));
         std::vector<index_t> origin(static_cast<std::size_t>(batch.sequences())); // running sequence -> input index
         for (std::size_t s = 0; s < origin.size(); ++s) origin[s] = static_cast<index_t>(s);
-        std::vector<float> states_host, logits;
-        std::vector<std::int32_t> head_offsets;
+        const head_input input = heads.input();
+        std::vector<float> tokens_host, sentences_host, logits;
+        std::vector<std::int32_t> one_row_each;
         for (int l = 1; l <= depth; ++l) {
             run_layer<T::kv>(b, r, l);
             if (!S::reads_every_layer && l < depth) continue;
             const index_t running = r.batch.sequences();
-            // The rows the heads read, on the host: every token's, or one [CLS] row per sequence.
-            if constexpr (H::reads_all_tokens) {
-                states_host.resize(static_cast<std::size_t>(r.batch.tokens() * d));
-                b.download(static_cast<const float*>(r.ws.h.data), std::span<float>(states_host));
-                head_offsets = r.batch.offsets;
-            } else {
-                fbuf cls = b.template allocate<float>(running * d);
-                b.gather_rows(const_matrix_view<float>(r.ws.h), {r.device.offsets.data(), running}, {cls.data(), running, d});
-                states_host.resize(static_cast<std::size_t>(running * d));
-                b.download(static_cast<const float*>(cls.data()), std::span<float>(states_host));
-                head_offsets.resize(static_cast<std::size_t>(running) + 1);
-                for (index_t s = 0; s <= running; ++s) head_offsets[static_cast<std::size_t>(s)] = static_cast<std::int32_t>(s);
-            }
+            // The rows the heads read, on the host: every token's, or one row per sequence
+            // ([CLS] or the mean); the policies see one row per sequence ([CLS] for all tokens).
+            tokens_host.resize(static_cast<std::size_t>(r.batch.tokens() * d));
+            b.download(static_cast<const float*>(r.ws.h.data), std::span<float>(tokens_host));
+            const const_matrix_view<float> tokens(tokens_host.data(), r.batch.tokens(), d);
+            const std::span<const std::int32_t> token_offsets(r.batch.offsets);
+            detail::sentence_rows(input == head_input::mean ? head_input::mean : head_input::cls, tokens, token_offsets,
+                                  sentences_host);
+            one_row_each.resize(static_cast<std::size_t>(running) + 1);
+            std::iota(one_row_each.begin(), one_row_each.end(), 0);
             logits.resize(static_cast<std::size_t>(running * C));
-            heads.logits(l, const_matrix_view<float>(states_host.data(), static_cast<index_t>(states_host.size()) / d, d),
-                         std::span<const std::int32_t>(head_offsets), matrix_view<float>(logits.data(), running, C));
+            if (input == head_input::all_tokens)
+                heads.logits(l, tokens, token_offsets, matrix_view<float>(logits.data(), running, C));
+            else
+                heads.logits(l, const_matrix_view<float>(sentences_host.data(), running, d),
+                             std::span<const std::int32_t>(one_row_each), matrix_view<float>(logits.data(), running, C));
             std::vector<bool> leaving(static_cast<std::size_t>(running));
             bool any = false, all = true;
             for (index_t s = 0; s < running; ++s) {
@@ -290,7 +292,7 @@ private:
                 r.cost.layers.back().cost.heads += head_cost;
                 r.cost.actual.heads += head_cost;
                 const std::span<const float> z(logits.data() + s * C, static_cast<std::size_t>(C));
-                const exit_signal signal{l, L, z, std::span<const float>(states_host.data() + head_offsets[static_cast<std::size_t>(s)] * d, static_cast<std::size_t>(d))};
+                const exit_signal signal{l, L, z, std::span<const float>(sentences_host.data() + s * d, static_cast<std::size_t>(d))};
                 const index_t who = origin[static_cast<std::size_t>(s)];
                 if (l == depth || policy.should_exit(states[static_cast<std::size_t>(who)], signal)) {
                     std::copy(z.begin(), z.end(), out.logits.begin() + who * C);

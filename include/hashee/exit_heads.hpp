@@ -1,13 +1,15 @@
 #pragma once
 // Internal classifiers: one head per layer that turns layer l's states into logits (C classes,
 // or C = 1 for regression), read by the sentence-level exit policies (sentence_exit.hpp).
-//  - classifier_heads: pooler (tanh(W h_CLS + b)) + linear, per layer. Poolers are one per
-//    layer (DeeBERT, ElasticBERT) or one shared by every layer (PABEE). Loads the checkpoint
-//    names of all three (hashee-spec section 8) and saves DeeBERT's (or PABEE's when shared).
+//  - classifier_heads: pooler (tanh(W x + b)) + linear, per layer, on one row per sequence:
+//    its [CLS] state (DeeBERT, PABEE, ElasticBERT) or the mean of its token states (what
+//    sentence-transformers encoders such as all-MiniLM-L6-v2 were trained to be read by;
+//    hashee-spec section 7 notes the deviation). Poolers are one per layer (DeeBERT,
+//    ElasticBERT) or one shared by every layer (PABEE). Loads the checkpoint names of all
+//    three (hashee-spec section 8) and saves DeeBERT's (or PABEE's when shared).
 //  - fastbert_heads (fastbert_heads.hpp): FastBERT's own small head, reading every token.
-// Heads run on the host: the encoder hands them the rows they read (the [CLS] rows, or every
-// row for a head that reads all tokens). Parameters are plain host vectors, so they can be
-// trained here (head_training.hpp).
+// Heads run on the host: the encoder hands them the rows they read, as head_input says.
+// Parameters are plain host vectors, so they can be trained here (head_training.hpp).
 
 #include <algorithm>
 #include <cmath>
@@ -28,16 +30,32 @@
 
 namespace hashee {
 
+/// What a head reads of each sequence's states after its layer.
+enum class head_input {
+    cls,       ///< the [CLS] row
+    mean,      ///< the mean of the sequence's token rows
+    all_tokens ///< every token row
+};
+
+inline const char* to_string(head_input i) {
+    switch (i) {
+    case head_input::cls: return "cls";
+    case head_input::mean: return "mean";
+    case head_input::all_tokens: return "all_tokens";
+    }
+    return "?";
+}
+
 /// What a set of internal classifiers provides to the encoder and the exit policies.
 template <class H>
 concept internal_classifiers = requires(const H& h, int layer, const_matrix_view<float> states,
                                         std::span<const std::int32_t> offsets, matrix_view<float> logits) {
-    { H::reads_all_tokens } -> std::convertible_to<bool>; ///< every token's state, or [CLS]'s only
+    { h.input() } -> std::same_as<head_input>;
     { h.num_layers() } -> std::convertible_to<int>;
-    { h.outputs() } -> std::convertible_to<index_t>;      ///< classes; 1 for regression
-    /// logits [sequences, outputs] of head `layer` (1..L) from the states of the sequences'
-    /// rows: states.row(offsets[s]) .. offsets[s+1] - 1 belong to sequence s; a head that does
-    /// not read all tokens gets one row ([CLS]) per sequence.
+    { h.outputs() } -> std::convertible_to<index_t>; ///< classes; 1 for regression
+    /// logits [sequences, outputs] of head `layer` (1..L) from the rows the heads read:
+    /// states.row(offsets[s]) .. offsets[s+1] - 1 belong to sequence s, which is one row (its
+    /// [CLS] state or its mean, as input() says) unless input() is all_tokens.
     h.logits(layer, states, offsets, logits);
     /// The multiply-accumulates of head `layer` on one sequence of n tokens.
     { h.macs(layer, index_t{}) } -> std::convertible_to<std::int64_t>;
@@ -91,6 +109,26 @@ struct dense_params {
 
 namespace detail {
 
+/// One row per sequence, as `input` (cls or mean) says, from token rows `tokens` of which
+/// sequence s owns offsets[s] .. offsets[s+1] - 1: `out` becomes [sequences, hidden].
+inline void sentence_rows(head_input input, const_matrix_view<float> tokens, std::span<const std::int32_t> offsets,
+                          std::vector<float>& out) {
+    const index_t d = tokens.cols, s = static_cast<index_t>(offsets.size()) - 1;
+    out.assign(static_cast<std::size_t>(s * d), 0.0f);
+    for (index_t i = 0; i < s; ++i) {
+        float* o = out.data() + i * d;
+        const std::int32_t first = offsets[static_cast<std::size_t>(i)], end = offsets[static_cast<std::size_t>(i) + 1];
+        if (input == head_input::cls) {
+            std::copy_n(tokens.row(first), d, o);
+            continue;
+        }
+        for (std::int32_t r = first; r < end; ++r)
+            for (index_t j = 0; j < d; ++j) o[j] += tokens.row(r)[j];
+        const float n = static_cast<float>(end - first);
+        for (index_t j = 0; j < d; ++j) o[j] /= n;
+    }
+}
+
 /// The dense layer `name` of a checkpoint: name.weight [out, in] and name.bias [out] (-1 accepts
 /// any size); a missing tensor, a shape that does not fit or a non-finite value is a weight_error
 /// naming file and tensor. Shared by every head type that loads from safetensors.
@@ -117,24 +155,27 @@ inline dense_params read_dense(const safetensors_file& f, const std::string& nam
 
 } // namespace detail
 
-/// Pooler + linear classifier per layer.
+/// Pooler + linear classifier per layer, reading one row per sequence.
 class classifier_heads {
 public:
-    static constexpr bool reads_all_tokens = false;
-
     /// Fresh heads for `layers` layers of width `hidden`: every pooler starts as a copy of
     /// `pooler` (the backbone's, as DeeBERT and PABEE do), every classifier from PyTorch's
     /// default initialisation drawn with `seed`. `shared_pooler`: one pooler for all layers.
-    classifier_heads(int layers, dense_params pooler, index_t outputs, bool shared_pooler, std::uint64_t seed)
-        : hidden_(pooler.in) {
+    /// `input`: the row they read, [CLS] (as DeeBERT, PABEE, ElasticBERT) or the mean.
+    classifier_heads(int layers, dense_params pooler, index_t outputs, bool shared_pooler, std::uint64_t seed,
+                     head_input input = head_input::cls)
+        : input_(input), hidden_(pooler.in) {
         if (layers < 1) throw input_error("classifier_heads: need at least one layer");
         if (outputs < 1) throw input_error("classifier_heads: need at least one output");
         if (pooler.in != pooler.out) throw input_error("classifier_heads: a pooler must be square");
+        if (input == head_input::all_tokens)
+            throw input_error("classifier_heads: they read one row per sequence ([CLS] or the mean), not all tokens");
         std::mt19937_64 rng(seed);
         poolers_.assign(shared_pooler ? 1 : static_cast<std::size_t>(layers), pooler);
         for (int l = 0; l < layers; ++l) classifiers_.push_back(dense_params::uniform(outputs, hidden_, rng));
     }
 
+    head_input input() const { return input_; }
     int num_layers() const { return static_cast<int>(classifiers_.size()); }
     index_t hidden_size() const { return hidden_; }
     index_t outputs() const { return classifiers_.front().out; }
@@ -145,16 +186,13 @@ public:
     const dense_params& classifier(int layer) const { return classifiers_[index(layer)]; }
     dense_params& classifier(int layer) { return classifiers_[index(layer)]; }
 
-    /// pooled = tanh(W_p h_CLS + b_p) of head `layer` for [CLS] rows `cls` ([s, hidden]).
-    void pool(int layer, const_matrix_view<float> cls, matrix_view<float> pooled) const {
-        pooler(layer).apply(cls, pooled, /*with_tanh=*/true);
-    }
+    /// logits = W_c tanh(W_p x + b_p) + b_c of head `layer` for the row x each sequence has.
     void logits(int layer, const_matrix_view<float> states, std::span<const std::int32_t> offsets,
                 matrix_view<float> out) const {
         const index_t s = static_cast<index_t>(offsets.size()) - 1;
-        std::vector<float> cls(static_cast<std::size_t>(s * hidden_)), pooled(cls.size());
-        for (index_t i = 0; i < s; ++i) std::copy_n(states.row(offsets[i]), hidden_, cls.data() + i * hidden_);
-        pool(layer, {cls.data(), s, hidden_}, {pooled.data(), s, hidden_});
+        std::vector<float> x(static_cast<std::size_t>(s * hidden_)), pooled(x.size());
+        for (index_t i = 0; i < s; ++i) std::copy_n(states.row(offsets[static_cast<std::size_t>(i)]), hidden_, x.data() + i * hidden_);
+        pooler(layer).apply({x.data(), s, hidden_}, {pooled.data(), s, hidden_}, /*with_tanh=*/true);
         classifier(layer).apply(const_matrix_view<float>(pooled.data(), s, hidden_), out);
     }
     std::int64_t macs(int layer, index_t) const { return pooler(layer).macs() + classifier(layer).macs(); }
@@ -165,8 +203,17 @@ public:
     ///   ElasticBERT  elasticbert.encoder.pooler.N.dense.* and classifiers.N.*
     /// (N = 0..L-1 for layers 1..L). The layer count is the number of classifiers found; a
     /// missing pooler or a shape that does not fit is a weight_error naming file and tensor.
+    /// The heads read [CLS] unless the file's metadata says "hashee.head_input": "mean" (as
+    /// save writes for heads that read the mean).
     static classifier_heads load(const std::filesystem::path& path) {
         const safetensors_file f = safetensors_file::open(path);
+        head_input input = head_input::cls;
+        if (const auto it = f.metadata().find(input_key); it != f.metadata().end()) {
+            if (it->second == "mean") input = head_input::mean;
+            else if (it->second != "cls")
+                throw weight_error(detail::located(f.source(), std::string("metadata '") + input_key + "' is '" + it->second +
+                                                               "'; expected 'cls' or 'mean'"));
+        }
         const bool deebert = f.find("bert.encoder.highway.0.classifier.weight") != nullptr;
         const bool elastic = f.find("elasticbert.encoder.pooler.0.dense.weight") != nullptr;
         const bool pabee = !deebert && !elastic && f.find("classifiers.0.weight") != nullptr;
@@ -191,7 +238,7 @@ public:
         if (first_pooler.out != hidden)
             throw weight_error(detail::located(f.source(), "tensor '" + pooler_name(0) + ".weight' is not square"));
         const dense_params first_classifier = detail::read_dense(f, classifier_name(0), -1, hidden);
-        classifier_heads h(layers, first_pooler, first_classifier.out, pabee, 0);
+        classifier_heads h(layers, first_pooler, first_classifier.out, pabee, 0, input);
         for (int n = 0; n < layers; ++n) {
             h.classifiers_[static_cast<std::size_t>(n)] = detail::read_dense(f, classifier_name(n), first_classifier.out, hidden);
             if (!pabee) h.poolers_[static_cast<std::size_t>(n)] = detail::read_dense(f, pooler_name(n), hidden, hidden);
@@ -199,7 +246,8 @@ public:
         return h;
     }
 
-    /// Saves as F32 safetensors under DeeBERT's names, or PABEE's when the pooler is shared.
+    /// Saves as F32 safetensors under DeeBERT's names, or PABEE's when the pooler is shared,
+    /// with what the heads read in the metadata.
     void save(const std::filesystem::path& path) const {
         std::vector<safetensors_tensor> t;
         auto add = [&](const std::string& name, const dense_params& p) {
@@ -217,10 +265,11 @@ public:
                 add("bert.encoder.highway." + N + ".classifier", classifiers_[static_cast<std::size_t>(n)]);
             }
         }
-        write_safetensors(path, t);
+        write_safetensors(path, t, {{input_key, to_string(input_)}});
     }
 
 private:
+    static constexpr const char* input_key = "hashee.head_input";
     std::size_t index(int layer) const {
         if (layer < 1 || layer > num_layers())
             throw input_error("classifier_heads: layer " + std::to_string(layer) + " is outside 1.." + std::to_string(num_layers()));
@@ -228,7 +277,7 @@ private:
     }
     std::size_t pooler_index(int layer) const { return poolers_.size() == 1 ? (index(layer), 0) : index(layer); }
 
-
+    head_input input_ = head_input::cls;
     index_t hidden_ = 0;
     std::vector<dense_params> poolers_, classifiers_;
 };

@@ -117,7 +117,7 @@ void fastbert_forward(const basic_fastbert_head<dense_map<T>>& m, int heads, con
 /// FastBERT's heads, one per layer (see the top of this file).
 class fastbert_heads {
 public:
-    static constexpr bool reads_all_tokens = true;
+    head_input input() const { return head_input::all_tokens; }
 
     /// Fresh heads for `layers` layers of backbone width `hidden`, head width `width` split over
     /// `heads` attention heads; every layer drawn with PyTorch's nn.Linear default from one

@@ -61,7 +61,8 @@ struct training_report {
     }
 };
 
-/// BERxiT's learning-to-exit module: per layer l a logistic unit on layer l's [CLS] state,
+/// BERxiT's learning-to-exit module: per layer l a logistic unit on layer l's sentence state
+/// (the row the heads read: [CLS] or the mean; exit_signal::state),
 /// confidence = sigmoid(w_l . h + b_l), the predicted probability that head l is right.
 class exit_predictor {
 public:
@@ -77,15 +78,15 @@ public:
     const dense_params& unit(int layer) const { return units_[index(layer)]; }
     dense_params& unit(int layer) { return units_[index(layer)]; }
 
-    /// sigmoid(w . h + b) in [0, 1] for layer `layer`'s [CLS] state h.
-    double confidence(int layer, std::span<const float> cls_state) const {
+    /// sigmoid(w . h + b) in [0, 1] for layer `layer`'s sentence state h.
+    double confidence(int layer, std::span<const float> state) const {
         const dense_params& u = unit(layer);
-        if (static_cast<index_t>(cls_state.size()) != u.in)
+        if (static_cast<index_t>(state.size()) != u.in)
             throw input_error(detail::located("exit_predictor::confidence",
-                                              std::string("state has ") + std::to_string(cls_state.size()) +
+                                              std::string("state has ") + std::to_string(state.size()) +
                                                   " values, the units read " + std::to_string(u.in)));
         double z = u.bias[0];
-        for (std::size_t j = 0; j < cls_state.size(); ++j) z += static_cast<double>(u.weight[j]) * cls_state[j];
+        for (std::size_t j = 0; j < state.size(); ++j) z += static_cast<double>(u.weight[j]) * state[j];
         return z >= 0.0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
     }
     std::int64_t macs(int layer) const { return unit(layer).macs(); }
@@ -277,7 +278,7 @@ inline double linear_loss(const dense64& unit, const row_matrix<double>& X, cons
     return loss;
 }
 
-/// A pooler + classifier head on [CLS] rows X [B, d]:  u = tanh(X P^T + b_P),  z = u K^T + b_K.
+/// A pooler + classifier head on sentence rows X [B, d]:  u = tanh(X P^T + b_P),  z = u K^T + b_K.
 /// Returns the mean loss; with gradients given, adds weight * gradient (backward from dz):
 ///   dK = dz^T u,  db_K = sum_rows dz,  du = dz K,  da = du .* (1 - u^2),  dP = da^T X,  db_P = sum_rows da.
 inline double classifier_head_loss(const dense64& pooler, const dense64& classifier, const row_matrix<double>& X,
@@ -313,7 +314,7 @@ inline std::vector<double> uniform_weights(int layers) {
     return std::vector<double>(static_cast<std::size_t>(layers), 1.0 / layers);
 }
 
-/// PABEE's joint loss  sum_i i L_i / sum_i i  over layers i = 1..L (X[i - 1]: layer i's [CLS]
+/// PABEE's joint loss  sum_i i L_i / sum_i i  over layers i = 1..L (X[i - 1]: layer i's sentence
 /// rows). The pooler is shared, so its gradient is the weighted sum of every head's. With
 /// gradients given, adds the gradient; with `layer_losses`, stores every L_i.
 inline double pabee_loss(const dense64& pooler, std::span<const dense64> classifiers, std::span<const row_matrix<double>> X,
@@ -495,7 +496,9 @@ inline void check_finite(std::span<const float> v, index_t rows_per_layer, index
 }
 
 /// The features are well-formed, finite, and fit heads of `layers` layers of width `hidden`.
-inline void check_features(const layer_features& f, int layers, index_t hidden, bool need_tokens, const char* where) {
+/// `wants`: what the heads read (the features' pooling must match it, or hold token states for
+/// heads that read all tokens).
+inline void check_features(const layer_features& f, int layers, index_t hidden, head_input wants, const char* where) {
     if (f.num_layers < 1 || f.hidden < 1) throw input_error(located(where, "features have no layers or zero width"));
     if (f.offsets.size() < 2 || f.offsets.front() != 0) throw input_error(located(where, "features hold no samples"));
     for (std::size_t s = 0; s + 1 < f.offsets.size(); ++s)
@@ -509,11 +512,17 @@ inline void check_features(const layer_features& f, int layers, index_t hidden, 
         throw input_error(located(where, std::string("the heads read width ") + std::to_string(hidden) + ", the features have " +
                                              std::to_string(f.hidden)));
     const auto expected = [&](index_t rows) { return static_cast<std::size_t>(f.num_layers * rows * f.hidden); };
-    if (f.cls.size() != expected(f.samples()))
-        throw input_error(located(where, std::string("cls holds ") + std::to_string(f.cls.size()) +
+    if (f.sentences.size() != expected(f.samples()))
+        throw input_error(located(where, std::string("sentences holds ") + std::to_string(f.sentences.size()) +
                                              " values, expected layers x samples x hidden = " + std::to_string(expected(f.samples()))));
-    check_finite(f.cls, f.samples(), f.hidden, "[CLS] states", where);
-    if (!need_tokens) return;
+    check_finite(f.sentences, f.samples(), f.hidden, "sentence states", where);
+    if (wants != head_input::all_tokens) {
+        if (f.pooling != wants)
+            throw input_error(located(where, std::string("the heads read the ") + to_string(wants) +
+                                                 " row of each sample, the features hold the " + to_string(f.pooling) +
+                                                 " row (take the features with the heads' input)"));
+        return;
+    }
     if (f.tokens.empty())
         throw input_error(located(where, "the features have no token states (FastBERT heads read every token: "
                                          "take the features with all tokens)"));
@@ -572,7 +581,7 @@ inline training_report train_deebert(classifier_heads& heads, const layer_featur
     if (heads.shared_pooler())
         throw input_error(located(where, "the heads share one pooler; DeeBERT trains a pooler per layer "
                                          "(train_pabee trains a shared one)"));
-    check_features(features, heads.num_layers(), heads.hidden_size(), false, where);
+    check_features(features, heads.num_layers(), heads.hidden_size(), heads.input(), where);
     check_targets(targets, features.samples(), heads.outputs(), where);
     const int L = heads.num_layers();
     const head_loss kind = heads.outputs() >= 2 ? head_loss::cross_entropy : head_loss::squared_error;
@@ -590,7 +599,7 @@ inline training_report train_deebert(classifier_heads& heads, const layer_featur
         for (int l = 1; l <= L; ++l) {
             dense64 d_pooler = dense64::zeros_like(heads.pooler(l)), d_classifier = dense64::zeros_like(heads.classifier(l));
             loss.push_back(classifier_head_loss(dense64::of(heads.pooler(l)), dense64::of(heads.classifier(l)),
-                                                gather_rows(features.cls_states(l), batch), t, 1.0, &d_pooler, &d_classifier));
+                                                gather_rows(features.sentence_states(l), batch), t, 1.0, &d_pooler, &d_classifier));
             grads.push_back(std::move(d_pooler));
             grads.push_back(std::move(d_classifier));
         }
@@ -611,7 +620,7 @@ inline training_report train_pabee(classifier_heads& heads, const layer_features
     const int L = heads.num_layers();
     if (!heads.shared_pooler() && L > 1)
         throw input_error(located(where, "PABEE's heads share one pooler; these have one per layer"));
-    check_features(features, L, heads.hidden_size(), false, where);
+    check_features(features, L, heads.hidden_size(), heads.input(), where);
     check_targets(targets, features.samples(), heads.outputs(), where);
     const head_loss kind = heads.outputs() >= 2 ? head_loss::cross_entropy : head_loss::squared_error;
 
@@ -624,7 +633,7 @@ inline training_report train_pabee(classifier_heads& heads, const layer_features
         for (int l = 1; l <= L; ++l) {
             classifiers.push_back(dense64::of(heads.classifier(l)));
             grads.push_back(dense64::zeros_like(heads.classifier(l)));
-            X.push_back(gather_rows(features.cls_states(l), batch));
+            X.push_back(gather_rows(features.sentence_states(l), batch));
         }
         std::vector<double> loss;
         pabee_loss(dense64::of(heads.pooler(1)), classifiers, X, gather_targets(kind, targets, batch), &grads[0],
@@ -646,7 +655,7 @@ inline training_report train_fastbert(fastbert_heads& heads, const layer_feature
     using namespace detail;
     check_options(opt, where);
     check_classification(heads.outputs(), where);
-    check_features(features, heads.num_layers(), heads.hidden_size(), true, where);
+    check_features(features, heads.num_layers(), heads.hidden_size(), heads.input(), where);
     check_targets(targets, features.samples(), heads.outputs(), where);
     const int L = heads.num_layers(), A = heads.attention_heads();
     const auto n = static_cast<std::size_t>(features.samples());
@@ -718,7 +727,7 @@ inline training_report train_fastbert(fastbert_heads& heads, const layer_feature
 }
 
 /// BERxiT's learning-to-exit module for `heads`: per layer l a logistic unit on layer l's
-/// [CLS] state, trained by binary cross-entropy to predict whether head l's prediction (the
+/// sentence state, trained by binary cross-entropy to predict whether head l's prediction (the
 /// argmax of its logits, ties to the lowest class) on the features is the label. The heads are
 /// not changed. Classification heads only. With `report`, stores how training went.
 inline exit_predictor train_berxit(const classifier_heads& heads, const layer_features& features,
@@ -728,7 +737,7 @@ inline exit_predictor train_berxit(const classifier_heads& heads, const layer_fe
     using namespace detail;
     check_options(opt, where);
     check_classification(heads.outputs(), where);
-    check_features(features, heads.num_layers(), heads.hidden_size(), false, where);
+    check_features(features, heads.num_layers(), heads.hidden_size(), heads.input(), where);
     check_targets(targets, features.samples(), heads.outputs(), where);
     const int L = heads.num_layers();
     const index_t S = features.samples(), C = heads.outputs();
@@ -739,7 +748,7 @@ inline exit_predictor train_berxit(const classifier_heads& heads, const layer_fe
     std::iota(one_row_each.begin(), one_row_each.end(), 0);
     std::vector<float> logits(static_cast<std::size_t>(S * C));
     for (int l = 1; l <= L; ++l) {
-        heads.logits(l, features.cls_states(l), one_row_each, {logits.data(), S, C});
+        heads.logits(l, features.sentence_states(l), one_row_each, {logits.data(), S, C});
         for (index_t s = 0; s < S; ++s) {
             const float* z = logits.data() + s * C;
             const auto predicted = static_cast<float>(std::max_element(z, z + C) - z);
@@ -757,7 +766,7 @@ inline exit_predictor train_berxit(const classifier_heads& heads, const layer_fe
         for (int l = 1; l <= L; ++l) {
             grads.push_back(dense64::zeros_like(predictor.unit(l)));
             const batch_targets t = gather_targets(head_loss::binary_cross_entropy, correct[static_cast<std::size_t>(l - 1)], batch);
-            loss.push_back(linear_loss(dense64::of(predictor.unit(l)), gather_rows(features.cls_states(l), batch), t, 1.0,
+            loss.push_back(linear_loss(dense64::of(predictor.unit(l)), gather_rows(features.sentence_states(l), batch), t, 1.0,
                                        &grads.back()));
         }
         optimizer.step(grads);

@@ -499,10 +499,13 @@ struct safetensors_tensor {
     std::span<const float> values;
 };
 
-/// Writes F32 tensors as a safetensors file (little-endian, in the order given), atomically.
-/// input_error when a tensor's value count does not match its shape or a name repeats.
-inline void write_safetensors(const std::filesystem::path& path, std::span<const safetensors_tensor> tensors) {
+/// Writes F32 tensors as a safetensors file (little-endian, in the order given), atomically,
+/// with `metadata` as its "__metadata__" (left out when empty). input_error when a tensor's
+/// value count does not match its shape or a name repeats.
+inline void write_safetensors(const std::filesystem::path& path, std::span<const safetensors_tensor> tensors,
+                              const std::map<std::string, std::string>& metadata = {}) {
     nlohmann::json header = nlohmann::json::object();
+    if (!metadata.empty()) header["__metadata__"] = metadata;
     std::size_t offset = 0;
     for (const auto& t : tensors) {
         std::int64_t n = 1;

@@ -1,6 +1,6 @@
 #pragma once
 // Sentence-level exit policies (hashee-spec section 7): after layer l every sample still
-// running shows its internal classifier's logits (and its [CLS] state) to the policy, which
+// running shows its internal classifier's logits (and its sentence state) to the policy, which
 // says whether the sample leaves the batch now with head l's prediction. Every sample leaves
 // at the policy's depth at the latest.
 //  - no_exit            the full depth (L); only head L is read (exit_policy.hpp).
@@ -30,7 +30,9 @@ namespace hashee {
 struct exit_signal {
     int layer = 0, num_layers = 0;
     std::span<const float> logits; ///< head `layer`'s output for this sample (1 value: regression)
-    std::span<const float> cls;    ///< this sample's [CLS] state after `layer`
+    /// this sample's sentence state after `layer`: the row its heads read ([CLS] or the mean of
+    /// its tokens, as the heads' head_input says; [CLS] for heads that read every token)
+    std::span<const float> state;
 };
 
 template <class P>
@@ -126,11 +128,11 @@ struct patience_exit {
     }
 };
 
-/// What learned_exit asks of its predictor: how sure it is, from layer l's [CLS] state, that
+/// What learned_exit asks of its predictor: how sure it is, from layer l's sentence state, that
 /// head l is right.
 template <class P>
-concept exit_confidence = requires(const P& p, int layer, std::span<const float> cls) {
-    { p.confidence(layer, cls) } -> std::convertible_to<double>;
+concept exit_confidence = requires(const P& p, int layer, std::span<const float> state) {
+    { p.confidence(layer, state) } -> std::convertible_to<double>;
 };
 
 /// BERxiT: exit when the learned predictor's confidence reaches `threshold`.
@@ -144,7 +146,7 @@ struct learned_exit {
         if (!predictor) throw input_error("learned_exit: no predictor");
         return num_layers;
     }
-    bool should_exit(sample_state&, const exit_signal& s) const { return predictor->confidence(s.layer, s.cls) >= threshold; }
+    bool should_exit(sample_state&, const exit_signal& s) const { return predictor->confidence(s.layer, s.state) >= threshold; }
 };
 
 /// A token-level policy inside, a sentence-level one on top.

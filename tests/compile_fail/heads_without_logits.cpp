@@ -4,7 +4,7 @@
 #include <hashee/encoder.hpp>
 
 struct no_logits_heads {
-    static constexpr bool reads_all_tokens = false;
+    hashee::head_input input() const { return hashee::head_input::cls; }
     int num_layers() const { return 6; }
     hashee::index_t outputs() const { return 2; }
 };
