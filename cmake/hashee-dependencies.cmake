@@ -24,3 +24,27 @@ if(NOT TARGET hashee_utf8proc)
     INTERFACE_INCLUDE_DIRECTORIES "${HASHEE_UTF8PROC_INCLUDE_DIR}"
     INTERFACE_LINK_LIBRARIES "${HASHEE_UTF8PROC_LIBRARY}")
 endif()
+# Thrust (CCCL, shipped with the CUDA Toolkit) and OpenMP: the Thrust backend's CPU systems
+# (include/hashee/thrust_backend.hpp). Optional: without them hashee has eigen_cpu alone and
+# HASHEE_HAS_THRUST stays undefined. EIGEN_DONT_PARALLELIZE keeps Eigen's products off
+# OpenMP's threads (eigen_cpu brings its own pool; thrust_omp splits the work itself).
+if(NOT TARGET hashee_thrust)
+  add_library(hashee_thrust INTERFACE IMPORTED)
+  find_path(HASHEE_CCCL_INCLUDE_DIR thrust/version.h
+            PATHS "$ENV{CUDA_PATH}/include/cccl" /usr/local/cuda/include/cccl /usr/local/cuda/include
+            NO_DEFAULT_PATH)
+  find_package(OpenMP QUIET COMPONENTS CXX)
+  set(HASHEE_HAS_THRUST OFF)
+  if(HASHEE_CCCL_INCLUDE_DIR AND OpenMP_CXX_FOUND)
+    set(HASHEE_HAS_THRUST ON)
+    set_target_properties(hashee_thrust PROPERTIES
+      INTERFACE_INCLUDE_DIRECTORIES "${HASHEE_CCCL_INCLUDE_DIR}"
+      INTERFACE_LINK_LIBRARIES OpenMP::OpenMP_CXX
+      INTERFACE_COMPILE_OPTIONS "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp>"
+      INTERFACE_COMPILE_DEFINITIONS "HASHEE_HAS_THRUST=1;EIGEN_DONT_PARALLELIZE")
+  endif()
+endif()
+if(HASHEE_REQUIRE_THRUST AND NOT HASHEE_HAS_THRUST)
+  message(FATAL_ERROR "HASHEE_REQUIRE_THRUST: Thrust (CCCL: thrust/version.h under /usr/local/cuda/include/cccl "
+                      "or $CUDA_PATH/include/cccl) and OpenMP are needed for the Thrust backend's tests")
+endif()

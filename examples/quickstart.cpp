@@ -1,20 +1,25 @@
-// The README's example as a whole program: embeddings, the encoder's outputs, and HashEE.
-//   quickstart MODEL_DIR
+// The README's example as a whole program: embeddings, the encoder's outputs, and HashEE, on
+// the backend named by the second argument.
+//   quickstart MODEL_DIR [eigen | thrust-omp | thrust-cpp]   (built by g++)
+//   quickstart_cuda MODEL_DIR                                 (built by nvcc: thrust-cuda)
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include <hashee/hashee.hpp>
+#if defined(__CUDACC__)
+#include <hashee/cuda_backend.cuh>
+#elif HASHEE_HAS_THRUST
+#include <hashee/thrust_backend.hpp>
+#endif
 
-int main(int argc, char** argv) try {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: quickstart MODEL_DIR\n");
-        return 2;
-    }
-    const hashee::eigen_cpu cpu(2); // backend: 2 threads
-    const auto model = hashee::model<hashee::eigen_cpu>::load(argv[1], cpu);
+/// The same program for any backend: the model's weights live in the backend's memory.
+template <hashee::backend B>
+int run(const B& backend, const char* model_dir) {
+    const auto model = hashee::model<B>::load(model_dir, backend);
     std::vector<hashee::text_input> texts{{"A cat sleeps.", std::nullopt}, {"Is it?", "It is."}};
-    std::vector<float> emb = model.embed(cpu, texts);       // [2, 384], mean-pooled, normalised
-    hashee::encoder_output out = model.forward(cpu, texts); // hidden states, pooler, poolings
+    std::vector<float> emb = model.embed(backend, texts);       // [2, 384], mean-pooled, normalised
+    hashee::encoder_output out = model.forward(backend, texts); // hidden states, pooler, poolings
 
     // HashEE: a frequency hash over a corpus, bucketed to a 2x FLOPs speed-up on it.
     std::vector<hashee::text_input> corpus_texts;
@@ -25,11 +30,30 @@ int main(int argc, char** argv) try {
     const hashee::hash_setup setup = model.hash_setup_for();
     const hashee::hash_exit<hashee::frequency_hash> exits(
         hashee::frequency_hash(setup, corpus, hashee::target_speedup{2.0, &corpus, &model.config()}));
-    hashee::encoder_output fast = model.forward(cpu, corpus_texts, exits); // fast.cost.flops_speedup(), fast.exits
+    hashee::encoder_output fast = model.forward(backend, corpus_texts, exits); // fast.cost.flops_speedup(), fast.exits
 
     std::printf("embeddings: %zu floats; tokens: %lld; HashEE FLOPs speed-up %.2fx, %.2f layers per token\n",
                 emb.size(), static_cast<long long>(out.tokens()), fast.cost.flops_speedup(), fast.cost.average_layers());
     return 0;
+}
+
+int main(int argc, char** argv) try {
+    if (argc < 2 || argc > 3) {
+        std::fprintf(stderr, "usage: quickstart MODEL_DIR [eigen | thrust-omp | thrust-cpp]\n");
+        return 2;
+    }
+#if defined(__CUDACC__)
+    return run(hashee::thrust_backend<hashee::thrust_cuda>(), argv[1]);
+#else
+    const char* backend = argc == 3 ? argv[2] : "eigen";
+    if (std::strcmp(backend, "eigen") == 0) return run(hashee::eigen_cpu(2), argv[1]); // 2 threads
+#if HASHEE_HAS_THRUST
+    if (std::strcmp(backend, "thrust-omp") == 0) return run(hashee::thrust_backend<hashee::thrust_omp>(), argv[1]);
+    if (std::strcmp(backend, "thrust-cpp") == 0) return run(hashee::thrust_backend<hashee::thrust_cpp>(), argv[1]);
+#endif
+    std::fprintf(stderr, "quickstart: unknown or unavailable backend '%s'\n", backend);
+    return 2;
+#endif
 } catch (const hashee::error& e) {
     std::fprintf(stderr, "quickstart: %s\n", e.what());
     return 1;

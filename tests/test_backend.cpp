@@ -176,7 +176,8 @@ TEMPLATE_LIST_TEST_CASE("gather_rows picks rows by index", "[backend]", all_back
     std::vector<float> x(6 * 3);
     std::iota(x.begin(), x.end(), 0.0f);
     const std::vector<std::int32_t> rows{5, 0, 5, 2};
-    const auto xd = to_device(b, x), rd = to_device(b, rows);
+    const auto xd = to_device(b, x);
+    const auto rd = to_device(b, rows);
     auto yd = b.template allocate<float>(4 * 3);
     b.gather_rows({xd.data(), 6, 3}, {rd.data(), 4}, {yd.data(), 4, 3});
     const auto y = to_host<TestType, float>(b, yd, 12);
@@ -187,12 +188,60 @@ TEMPLATE_LIST_TEST_CASE("scatter_rows puts rows back by index and leaves the oth
     const auto b = test::make_backend<TestType>(1);
     const std::vector<float> x{1, 2, 3, 4, 5, 6};
     const std::vector<std::int32_t> rows{3, 1};
-    const auto xd = to_device(b, x), rd = to_device(b, rows);
+    const auto xd = to_device(b, x);
+    const auto rd = to_device(b, rows);
     auto yd = to_device(b, std::vector<float>(5 * 3, -1.0f));
     b.scatter_rows({xd.data(), 2, 3}, {rd.data(), 2}, {yd.data(), 5, 3});
     const auto y = to_host<TestType, float>(b, yd, 15);
     CHECK(y == std::vector<float>{-1, -1, -1, 4, 5, 6, -1, -1, -1, 1, 2, 3, -1, -1, -1});
 }
+
+TEMPLATE_LIST_TEST_CASE("select_rows lists the rows still active, in order (a stream compaction)", "[backend]", all_backends) {
+    const auto b = test::make_backend<TestType>(2);
+    std::mt19937 rng(5);
+    for (const index_t n : {index_t{1}, index_t{7}, index_t{1000}, index_t{20000}}) {
+        std::vector<std::int32_t> exits(static_cast<std::size_t>(n));
+        for (auto& e : exits) e = 1 + static_cast<std::int32_t>(rng() % 6);
+        const auto ed = to_device(b, exits);
+        auto rd = b.template allocate<std::int32_t>(n);
+        for (int layer = 1; layer <= 7; ++layer) {
+            std::vector<std::int32_t> want;
+            for (index_t t = 0; t < n; ++t)
+                if (exits[static_cast<std::size_t>(t)] >= layer) want.push_back(static_cast<std::int32_t>(t));
+            const index_t count = b.select_rows({ed.data(), n}, layer, {rd.data(), n});
+            CAPTURE(n, layer);
+            REQUIRE(count == static_cast<index_t>(want.size()));
+            CHECK(to_host<TestType, std::int32_t>(b, rd, want.size()) == want);
+        }
+    }
+}
+
+#if HASHEE_TEST_CUDA
+TEST_CASE("fp16 and bf16 GEMMs accumulate in fp32 within their stated tolerances", "[backend][cuda]") {
+    // |y - y_ref| / (1 + |y_ref|) with x ~ N(0, 1), W ~ N(0, 0.01), k up to 1536: fp16 inputs
+    // (11-bit significand) within 5e-3, bf16 (8-bit) within 4e-2.
+    const auto [precision, tolerance] =
+        GENERATE(table<gemm_precision, double>({{gemm_precision::fp16, 5e-3}, {gemm_precision::bf16, 4e-2}}));
+    const thrust_backend<thrust_cuda> b(1, precision);
+    const auto [n, in, out] = GENERATE(table<index_t, index_t, index_t>({{1, 384, 384}, {64, 384, 1536}, {300, 1536, 384}}));
+    std::mt19937 rng(static_cast<unsigned>(n + in));
+    const auto x = random_vector(n * in, rng), w = random_vector(out * in, rng, 0.1f), bias = random_vector(out, rng);
+    const auto xd = to_device(b, x), wd = to_device(b, w), bd = to_device(b, bias);
+    auto yd = b.template allocate<float>(n * out);
+    b.linear({xd.data(), n, in}, {wd.data(), out, in}, {bd.data(), out}, {yd.data(), n, out}, epilogue::gelu);
+    const auto y = to_host<thrust_backend<thrust_cuda>, float>(b, yd, n * out);
+    double worst = 0;
+    for (index_t r = 0; r < n; ++r)
+        for (index_t c = 0; c < out; ++c) {
+            double acc = bias[c];
+            for (index_t k = 0; k < in; ++k) acc += double(x[r * in + k]) * w[c * in + k];
+            acc = gelu_exact(acc);
+            worst = std::max(worst, std::abs(acc - y[r * out + c]) / (1.0 + std::abs(acc)));
+        }
+    CAPTURE(n, in, out);
+    CHECK(worst < tolerance);
+}
+#endif
 
 TEST_CASE("eigen_cpu runs every index exactly once and rejects a thread count below 1", "[backend]") {
     for (int threads : {1, 2, 3, 8}) {

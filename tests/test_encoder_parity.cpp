@@ -1,6 +1,7 @@
 // Parity with Hugging Face transformers on the real all-MiniLM-L6-v2: last hidden states,
 // pooler and mean-pooled outputs of 66 inputs (single texts and pairs, 1 to 256 tokens) run
-// together in mixed batches, within 1e-4 absolute. Goldens: scripts/make_encoder_goldens.py.
+// together in mixed batches, within 1e-4 absolute, on every backend. Goldens:
+// scripts/make_encoder_goldens.py.
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +14,7 @@
 
 #include <hashee/hashee.hpp>
 
+#include "backends.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -75,17 +77,14 @@ float max_abs_diff(const float* a, const float* b, std::size_t n) {
     return m;
 }
 
-const model<eigen_cpu>& real_model() {
-    static const eigen_cpu loader(1);
-    static const model<eigen_cpu> m = model<eigen_cpu>::load(test::model_dir(), loader);
-    return m;
-}
+const model<eigen_cpu>& real_model() { return test::real_model<eigen_cpu>::get().m; }
 
 /// Runs the goldens' inputs in the given order, split into batches of the given sizes, and
 /// checks every output of every input.
-void check_batches(const eigen_cpu& backend, const std::vector<std::size_t>& order, const std::vector<std::size_t>& sizes) {
+template <class B>
+void check_batches(const B& backend, const std::vector<std::size_t>& order, const std::vector<std::size_t>& sizes) {
     const goldens& g = goldens::get();
-    const auto& m = real_model();
+    const auto& m = test::real_model<B>::get().m;
     std::size_t next = 0;
     for (std::size_t bs : sizes) {
         packed_batch batch;
@@ -126,14 +125,15 @@ TEST_CASE("the C++ tokenizer gives the goldens' token ids", "[parity][encoder]")
     }
 }
 
-TEST_CASE("encoder matches transformers on all-MiniLM-L6-v2 in mixed batches", "[parity][encoder]") {
+TEMPLATE_LIST_TEST_CASE("encoder matches transformers on all-MiniLM-L6-v2 in mixed batches", "[parity][encoder]",
+                        test::all_backends) {
     const goldens& g = goldens::get();
     std::vector<std::size_t> order(g.inputs.size());
     std::iota(order.begin(), order.end(), 0);
     std::mt19937 rng(7);
     std::shuffle(order.begin(), order.end(), rng);
     const int threads = GENERATE(filter([](int t) { return !test::under_sanitizer || t == 2; }, values({1, 2})));
-    const eigen_cpu backend(threads);
+    const auto backend = test::make_backend<TestType>(threads);
     SECTION("one batch of everything") { check_batches(backend, order, {order.size()}); }
     SECTION("batches of 1, 3, 8, 17 and the rest") { check_batches(backend, order, {1, 3, 8, 17, order.size()}); }
 }

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "backends.hpp"
 #include "hash_exit_reference.hpp"
 #include "hash_fixture.hpp"
 
@@ -48,6 +49,25 @@ TEMPLATE_LIST_TEST_CASE("packed token exits equal the dense reference", "[hashee
         CHECK(out.cost.layers[l].key_rows == expect.layers[l].key_rows);
     }
     CHECK(out.cost.flops_speedup() > 1.0);
+}
+
+TEMPLATE_LIST_TEST_CASE("every backend's packed token exits equal its dense reference and eigen_cpu's", "[hashee][backend]",
+                        test::all_backends) {
+    const auto& f = hash_fixture::get();
+    const auto& r = test::real_model<TestType>::get();
+    const hash_exit<frequency_hash> keep(test::frequency_factory::make(f));
+    const hash_exit<table_hash, kv_semantics::drop> drop(test::fully_random_table_factory::make(f));
+    for (const std::size_t batch : {std::size_t{1}, std::size_t{7}, std::size_t{32}}) {
+        const auto p = f.dev_batch(100, batch);
+        CAPTURE(batch);
+        const auto k = r.m.encoder().forward(r.backend, p, keep), d = r.m.encoder().forward(r.backend, p, drop);
+        CHECK(max_abs_diff(k.hidden, test::dense_reference(r.backend, r.m.encoder(), p, k.exits, kv_semantics::keep)) <= 1e-5f);
+        CHECK(max_abs_diff(d.hidden, test::dense_reference(r.backend, r.m.encoder(), p, d.exits, kv_semantics::drop)) <= 1e-5f);
+        CHECK(max_abs_diff(k.hidden, f.m.encoder().forward(f.cpu, p, keep).hidden) <= 1e-5f);
+        CHECK(max_abs_diff(d.hidden, f.m.encoder().forward(f.cpu, p, drop).hidden) <= 1e-5f);
+        CHECK(k.cost.actual.total() == f.m.encoder().forward(f.cpu, p, keep).cost.actual.total());
+        CHECK(k.cost.flops_speedup() > 1.0);
+    }
 }
 
 TEST_CASE("a table sending every token to the last layer reproduces the dense encoder", "[hashee]") {

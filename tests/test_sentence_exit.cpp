@@ -10,6 +10,7 @@
 
 #include <hashee/hashee.hpp>
 
+#include "backends.hpp"
 #include "test_support.hpp"
 
 using namespace hashee;
@@ -355,3 +356,20 @@ TEST_CASE("layer features hold the rows the heads read, under a token policy too
                Contains("one row per sample (cls or mean); ask for every token's state with with_tokens"));
 }
 
+TEMPLATE_LIST_TEST_CASE("sentence exits give the same exits and logits on every backend", "[exit][backend]", test::all_backends) {
+    const auto& f = sentence_fixture::get();
+    const auto& r = test::real_model<TestType>::get();
+    const head_set& set = f.reading(head_input::mean);
+    auto same = [&](const auto& policy) {
+        const classifier_output want = f.m.encoder().classify(f.cpu, f.batch, set.heads, policy);
+        const classifier_output got = r.m.encoder().classify(r.backend, f.batch, set.heads, policy);
+        CHECK(got.exit_layers == want.exit_layers);
+        CHECK(max_abs_diff(got.logits, want.logits) <= 1e-4f);
+        CHECK(got.cost.actual.total() == want.cost.actual.total());
+    };
+    same(entropy_exit{set.median_entropy});
+    same(patience_exit{2});
+    same(composed_case::make(f, set));
+    const classifier_output fastbert_like = r.m.encoder().classify(r.backend, f.batch, f.cls_heads.heads, fastbert_exit{0.9});
+    CHECK(fastbert_like.exit_layers == f.m.encoder().classify(f.cpu, f.batch, f.cls_heads.heads, fastbert_exit{0.9}).exit_layers);
+}

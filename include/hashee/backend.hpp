@@ -1,6 +1,6 @@
 #pragma once
 // What a device backend must provide. Model code is written once against these concepts and
-// instantiated per backend (eigen_cpu today; a Thrust backend slots in the same way).
+// instantiated per backend (eigen_cpu; thrust_backend over Thrust's CPP, OMP and CUDA systems).
 //
 // A backend is an object that owns execution resources (a thread pool, a library handle) and
 // exposes the tensor primitives of a BERT encoder as const member functions, so one backend
@@ -41,16 +41,18 @@ concept backend_gemm = requires(const B& b, const_matrix_view<float> x, const_ma
     b.linear(x, w, bias, y, epilogue::none);
 };
 
-/// Row-wise primitives: embeddings + LayerNorm, residual + LayerNorm, row gather and scatter
-/// (the packing of active rows for token-level exits).
+/// Row-wise primitives: embeddings + LayerNorm, residual + LayerNorm, and the packing of
+/// active rows for token-level exits: their selection (a stream compaction), gather and scatter.
 template <class B>
 concept backend_rowwise = requires(const B& b, matrix_view<float> y, const_matrix_view<float> x,
                                    vector_view<const float> v, vector_view<const std::int32_t> idx,
-                                   float eps) {
+                                   vector_view<std::int32_t> out_idx, float eps, int layer) {
     b.embed(idx, idx, idx, x, x, x, v, v, eps, y); ///< ids, type ids, positions, 3 tables, LayerNorm
     b.add_layer_norm(y, x, v, v, eps);              ///< y = LayerNorm(y + x)
     b.gather_rows(x, idx, y);                       ///< y[i] = x[idx[i]]
     b.scatter_rows(x, idx, y);                      ///< y[idx[i]] = x[i]
+    /// out_idx[0..n) = the t, ascending, with idx[t] >= layer (idx: exit layers); returns n.
+    { b.select_rows(idx, layer, out_idx) } -> std::convertible_to<index_t>;
 };
 
 /// Multi-head attention over a packed ragged batch: sequence s has queries

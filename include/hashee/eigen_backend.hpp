@@ -54,11 +54,9 @@ public:
     void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                 matrix_view<float> y, epilogue e) const {
         detail::check_linear_shapes(x, w, bias, y);
-        const index_t macs = x.rows * w.rows * w.cols;
-        const index_t chunks = macs < detail::min_parallel_macs ? 1 : std::min<index_t>(threads_, (w.rows + 15) / 16);
-        const index_t per = ((w.rows + chunks - 1) / chunks + 15) / 16 * 16;
-        parallel_for(chunks, [&](index_t c) {
-            const index_t c0 = c * per, c1 = std::min(w.rows, c0 + per);
+        const detail::column_split split(x, w, threads_);
+        parallel_for(split.chunks, [&](index_t c) {
+            const index_t c0 = c * split.per, c1 = std::min(w.rows, c0 + split.per);
             if (c0 < c1) detail::linear_columns(x, w, bias, y, e, c0, c1);
         });
     }
@@ -82,26 +80,15 @@ public:
                const_matrix_view<float> position, const_matrix_view<float> token_type, vector_view<const float> gamma,
                vector_view<const float> beta, float eps, matrix_view<float> out) const {
         parallel_for_ranges(out.rows, 16, [&](index_t begin, index_t end) {
-            for (index_t r = begin; r < end; ++r) {
-                float* y = out.row(r);
-                const float* a = word.row(ids.data[r]);
-                const float* b = position.row(positions.data[r]);
-                const float* c = token_type.row(type_ids.data[r]);
-                for (index_t j = 0; j < out.cols; ++j) y[j] = a[j] + b[j] + c[j];
-                detail::layer_norm_row(y, gamma.data, beta.data, out.cols, eps);
-            }
+            for (index_t r = begin; r < end; ++r)
+                detail::embed_row(r, ids, type_ids, positions, word, position, token_type, gamma, beta, eps, out);
         });
     }
 
     void add_layer_norm(matrix_view<float> y, const_matrix_view<float> residual, vector_view<const float> gamma,
                         vector_view<const float> beta, float eps) const {
         parallel_for_ranges(y.rows, 16, [&](index_t begin, index_t end) {
-            for (index_t r = begin; r < end; ++r) {
-                float* yr = y.row(r);
-                const float* xr = residual.row(r);
-                for (index_t j = 0; j < y.cols; ++j) yr[j] += xr[j];
-                detail::layer_norm_row(yr, gamma.data, beta.data, y.cols, eps);
-            }
+            for (index_t r = begin; r < end; ++r) detail::add_layer_norm_row(r, y, residual, gamma, beta, eps);
         });
     }
 
@@ -113,6 +100,13 @@ public:
     void scatter_rows(const_matrix_view<float> x, vector_view<const std::int32_t> rows, matrix_view<float> y) const {
         for (index_t i = 0; i < rows.size; ++i)
             std::memcpy(y.row(rows.data[i]), x.row(i), static_cast<std::size_t>(x.cols) * sizeof(float));
+    }
+
+    index_t select_rows(vector_view<const std::int32_t> exit_layers, int layer, vector_view<std::int32_t> rows) const {
+        index_t n = 0;
+        for (index_t t = 0; t < exit_layers.size; ++t)
+            if (exit_layers.data[t] >= layer) rows.data[n++] = static_cast<std::int32_t>(t);
+        return n;
     }
 
     // ---- parallelism -------------------------------------------------------------------

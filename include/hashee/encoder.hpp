@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <numeric>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -130,25 +131,31 @@ private:
     /// sequence's active rows start: the host copy drives the cost count, the device copy the
     /// gather, attention and scatter.
     struct active_rows {
-        std::vector<std::int32_t> rows, offsets;
+        std::vector<std::int32_t> offsets;
         ibuf rows_dev, offsets_dev;
         index_t count = 0;
         active_rows(const B& b, const packed_batch& p)
             : offsets(static_cast<std::size_t>(p.sequences() + 1)), rows_dev(b.template allocate<std::int32_t>(p.tokens())),
               offsets_dev(b.template allocate<std::int32_t>(p.sequences() + 1)) {}
 
-        void select(const B& b, const packed_batch& p, const std::vector<std::uint8_t>& exits, int layer) {
-            rows.clear();
+        /// The rows with exit layer >= `layer`: counted per sequence on the host (offsets, cost),
+        /// listed in the backend's memory by its stream compaction (select_rows) from the
+        /// device copy of the exit layers.
+        void select(const B& b, const packed_batch& p, const std::vector<std::uint8_t>& exits,
+                    vector_view<const std::int32_t> exits_dev, int layer) {
             offsets.resize(static_cast<std::size_t>(p.sequences() + 1)); // fewer once a batch is compacted
+            index_t n = 0;
             for (index_t s = 0; s < p.sequences(); ++s) {
-                offsets[static_cast<std::size_t>(s)] = static_cast<std::int32_t>(rows.size());
-                for (std::int32_t t = p.offsets[s]; t < p.offsets[s + 1]; ++t)
-                    if (exits[static_cast<std::size_t>(t)] >= layer) rows.push_back(t);
+                offsets[static_cast<std::size_t>(s)] = static_cast<std::int32_t>(n);
+                for (std::int32_t t = p.offsets[s]; t < p.offsets[s + 1]; ++t) n += exits[static_cast<std::size_t>(t)] >= layer;
             }
-            offsets.back() = static_cast<std::int32_t>(rows.size());
-            count = static_cast<index_t>(rows.size());
+            offsets.back() = static_cast<std::int32_t>(n);
+            count = n;
             if (count == p.tokens() || count == 0) return; // the dense path needs no index lists
-            b.upload(std::span<const std::int32_t>(rows), rows_dev.data());
+            const index_t listed = b.select_rows(exits_dev, layer, {rows_dev.data(), p.tokens()});
+            if (listed != count)
+                throw std::logic_error("active_rows: the backend selected " + std::to_string(listed) + " rows, not " +
+                                       std::to_string(count));
             b.upload(std::span<const std::int32_t>(offsets), offsets_dev.data());
         }
         vector_view<const std::int32_t> rows_view() const { return {rows_dev.data(), count}; }
@@ -170,10 +177,11 @@ private:
     };
 
     /// A forward in progress: the sequences still running (host and device copies), their
-    /// tokens' exit layers, the activations, and the cost so far.
+    /// tokens' exit layers (host and device copies), the activations, and the cost so far.
     struct run {
         packed_batch batch;
         std::vector<std::uint8_t> exits;
+        ibuf exits_dev;
         device_batch device;
         workspace ws;
         active_rows active;
@@ -181,9 +189,16 @@ private:
 
         template <token_exit_policy P>
         run(const B& b, const bert_encoder& enc, const packed_batch& p, const P& policy)
-            : batch((p.validate(enc.config_), p)), exits(token_exits(enc.config_, p, policy)), device(b, p),
+            : batch((p.validate(enc.config_), p)), exits(token_exits(enc.config_, p, policy)),
+              exits_dev(b.template allocate<std::int32_t>(p.tokens())), device(b, p),
               ws(b, p.tokens(), enc.config_.hidden_size, enc.config_.intermediate_size), active(b, p) {
+            upload_exits(b);
             enc.embed(b, device, ws.h);
+        }
+        vector_view<const std::int32_t> exits_view() const { return {exits_dev.data(), batch.tokens()}; }
+        void upload_exits(const B& b) {
+            const std::vector<std::int32_t> wide(exits.begin(), exits.end());
+            b.upload(std::span<const std::int32_t>(wide), exits_dev.data());
         }
 
         /// Keeps the running sequences whose `leaving` flag is false: their rows are gathered to
@@ -209,6 +224,7 @@ private:
             device.sequences = kept.sequences();
             batch = std::move(kept);
             exits = std::move(kept_exits);
+            upload_exits(b);
         }
     };
 
@@ -234,7 +250,7 @@ private:
     void run_layer(const B& b, run& r, int l) const {
         const layer_weights& lw = weights_->layers()[static_cast<std::size_t>(l - 1)];
         const vector_view<const std::int32_t> offsets = r.device.offsets_view();
-        r.active.select(b, r.batch, r.exits, l);
+        r.active.select(b, r.batch, r.exits, r.exits_view(), l);
         if (r.active.count == r.batch.tokens()) {
             layer(b, lw, offsets, r.ws);
         } else if (r.active.count > 0) {

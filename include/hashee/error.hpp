@@ -44,6 +44,12 @@ public:
     using error::error;
 };
 
+/// The device (a GPU, its runtime or a library on it) reported a failure.
+class device_error : public error {
+public:
+    using error::error;
+};
+
 namespace detail {
 /// "where: what" -- the common shape of every message.
 inline std::string located(std::string_view where, std::string_view what) {

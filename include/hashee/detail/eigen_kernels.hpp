@@ -3,6 +3,7 @@
 // one attention head of one sequence. Plain functions over views; the backend does the
 // threading.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -48,6 +49,28 @@ inline void layer_norm_row(float* y, const float* gamma, const float* beta, inde
     r = r * inv * Eigen::Map<const Eigen::ArrayXf>(gamma, n) + Eigen::Map<const Eigen::ArrayXf>(beta, n);
 }
 
+/// Row r of the embeddings: word + position + token type, then LayerNorm.
+inline void embed_row(index_t r, vector_view<const std::int32_t> ids, vector_view<const std::int32_t> type_ids,
+                      vector_view<const std::int32_t> positions, const_matrix_view<float> word,
+                      const_matrix_view<float> position, const_matrix_view<float> token_type,
+                      vector_view<const float> gamma, vector_view<const float> beta, float eps, matrix_view<float> out) {
+    float* y = out.row(r);
+    const float* a = word.row(ids.data[r]);
+    const float* b = position.row(positions.data[r]);
+    const float* c = token_type.row(type_ids.data[r]);
+    for (index_t j = 0; j < out.cols; ++j) y[j] = a[j] + b[j] + c[j];
+    layer_norm_row(y, gamma.data, beta.data, out.cols, eps);
+}
+
+/// Row r of y = LayerNorm(y + residual).
+inline void add_layer_norm_row(index_t r, matrix_view<float> y, const_matrix_view<float> residual,
+                               vector_view<const float> gamma, vector_view<const float> beta, float eps) {
+    float* yr = y.row(r);
+    const float* xr = residual.row(r);
+    for (index_t j = 0; j < y.cols; ++j) yr[j] += xr[j];
+    layer_norm_row(yr, gamma.data, beta.data, y.cols, eps);
+}
+
 /// erf on an Eigen array expression: Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), built from
 /// Eigen's vectorised exp so it runs at packet speed; the sign is restored afterwards.
 template <class A>
@@ -78,6 +101,15 @@ inline void gelu_inplace(float* p, index_t n) {
     }
 }
 
+/// How a CPU backend splits y = x W^T over `workers`: `chunks` ranges of `per` output columns
+/// (a multiple of 16), one range on one worker; a small product stays on one.
+struct column_split {
+    index_t chunks, per;
+    column_split(const_matrix_view<float> x, const_matrix_view<float> w, index_t workers)
+        : chunks(x.rows * w.rows * w.cols < min_parallel_macs ? 1 : std::min<index_t>(workers, (w.rows + 15) / 16)),
+          per(((w.rows + chunks - 1) / chunks + 15) / 16 * 16) {}
+};
+
 /// Columns [c0, c1) of y = x W^T + bias, then the epilogue.
 inline void linear_columns(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                            matrix_view<float> y, epilogue e, index_t c0, index_t c1) {
@@ -94,12 +126,15 @@ inline void linear_columns(const_matrix_view<float> x, const_matrix_view<float> 
     }
 }
 
+/// The attention shapes fit; `offsets_readable`: the offsets are in host memory, so their last
+/// values are checked against the row counts too (a device backend cannot read them here).
 inline void check_attention_shapes(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,
                                    vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets,
-                                   int heads, matrix_view<float> out) {
+                                   int heads, matrix_view<float> out, bool offsets_readable = true) {
     const bool ok = heads > 0 && q.cols % heads == 0 && k.cols == q.cols && v.cols == q.cols && out.cols == q.cols &&
                     out.rows == q.rows && k.rows == v.rows && q_offsets.size >= 1 && q_offsets.size == kv_offsets.size &&
-                    q_offsets.data[q_offsets.size - 1] == q.rows && kv_offsets.data[kv_offsets.size - 1] == k.rows;
+                    (!offsets_readable ||
+                     (q_offsets.data[q_offsets.size - 1] == q.rows && kv_offsets.data[kv_offsets.size - 1] == k.rows));
     if (!ok)
         throw input_error("attention: shapes do not fit: q " + shape_str(q.rows, q.cols) + ", k " +
                           shape_str(k.rows, k.cols) + ", v " + shape_str(v.rows, v.cols) + ", heads " +

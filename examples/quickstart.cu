@@ -1,0 +1,2 @@
+// quickstart.cpp built by nvcc: the thrust_backend<thrust_cuda> branch.
+#include "quickstart.cpp"
