@@ -216,6 +216,22 @@ TEMPLATE_LIST_TEST_CASE("select_rows lists the rows still active, in order (a st
     }
 }
 
+#if HASHEE_HAS_THRUST && !HASHEE_TEST_CUDA
+TEST_CASE("the Thrust CPU systems take fp32 GEMMs only and heads up to 128 wide", "[backend]") {
+    CHECK_THROWS_WITH(thrust_backend<thrust_omp>(1, gemm_precision::fp16),
+                      Catch::Matchers::Contains("thrust-omp: fp16 and bf16 GEMMs are a CUDA option"));
+    CHECK_THROWS_AS(thrust_backend<thrust_cpp>(0), input_error);
+    const thrust_backend<thrust_cpp> b;
+    const std::vector<std::int32_t> offsets{0, 1};
+    const auto x = to_device(b, std::vector<float>(129, 1.0f));
+    const auto o = to_device(b, offsets);
+    auto out = b.template allocate<float>(129);
+    CHECK_THROWS_WITH(b.attention({x.data(), 1, 129}, {x.data(), 1, 129}, {x.data(), 1, 129}, {o.data(), 2}, {o.data(), 2}, 1,
+                                  {out.data(), 1, 129}),
+                      Catch::Matchers::Contains("head width 129 exceeds the Thrust backend's 128"));
+}
+#endif
+
 #if HASHEE_TEST_CUDA
 TEST_CASE("fp16 and bf16 GEMMs accumulate in fp32 within their stated tolerances", "[backend][cuda]") {
     // |y - y_ref| / (1 + |y_ref|) with x ~ N(0, 1), W ~ N(0, 0.01), k up to 1536: fp16 inputs

@@ -1,23 +1,26 @@
 #pragma once
 // The Thrust backend: one class template over a Thrust system, the same encoder and exit
-// policies on top (backend.hpp states what they need).
-//  - thrust_backend<thrust_cpp>, thrust_backend<thrust_omp>: Thrust's CPU systems. Memory is
-//    the system's vector; GEMMs are Eigen products, split over column blocks by a Thrust
-//    algorithm; LayerNorm, GELU, softmax and attention over packed ragged batches, row gather
-//    and scatter and the selection of active rows (a stream compaction: scan + scatter inside
-//    thrust::copy_if) are Thrust algorithms over rows. The OMP system runs them on OpenMP's
-//    threads (OMP_NUM_THREADS), the CPP system on the calling thread.
-//  - thrust_backend<thrust_cuda> (thrust_cuda_backend.cuh, with nvcc): device_vector memory,
-//    cuBLAS GEMMs, CUDA kernels for the rest.
-// Pointers in views point into the system's memory: host memory for the CPU systems.
+// policies on top (backend.hpp states what they need). Whatever the system:
+//  - memory is the system's vector (detail::thrust_buffer);
+//  - LayerNorm, the GEMM epilogue (bias, exact-erf GELU, tanh), attention over packed ragged
+//    batches (online softmax per query and head), row gather and scatter are the functors of
+//    detail/thrust_functors.hpp run by thrust::for_each, and the selection of active rows is
+//    thrust::copy_if (a stream compaction: scan + scatter);
+//  - the GEMM product is the system's own: Eigen on column blocks (one thrust::for_each item
+//    each) for the CPU systems, cuBLAS for CUDA (cuda_backend.cuh, nvcc).
+// So the CPU systems, run by every test suite, execute the very functors the GPU runs.
+//  - thrust_backend<thrust_omp>: OpenMP's threads (OMP_NUM_THREADS).
+//  - thrust_backend<thrust_cpp>: the calling thread.
+//  - thrust_backend<thrust_cuda>: include <hashee/cuda_backend.cuh> (nvcc).
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
-#include <cstring>
 #include <span>
 #include <string>
 
 #include <thrust/copy.h>
+#include <thrust/device_ptr.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/system/cpp/execution_policy.h>
@@ -29,44 +32,18 @@
 #include <hashee/backend.hpp>
 #include <hashee/detail/eigen.hpp>
 #include <hashee/detail/eigen_kernels.hpp>
+#include <hashee/detail/thrust_functors.hpp>
 #include <hashee/error.hpp>
 #include <hashee/matrix_view.hpp>
 
 namespace hashee {
 
-/// Thrust's serial CPU system.
-struct thrust_cpp {
-    static constexpr bool host = true;
-    static constexpr const char* name = "thrust-cpp";
-    template <class T>
-    using vector = thrust::cpp::vector<T>;
-    static auto policy() { return thrust::cpp::par; }
-    static int parallelism() { return 1; }
-};
-
-/// Thrust's OpenMP system: as many threads as OpenMP gives a parallel region.
-struct thrust_omp {
-    static constexpr bool host = true;
-    static constexpr const char* name = "thrust-omp";
-    template <class T>
-    using vector = thrust::omp::vector<T>;
-    static auto policy() { return thrust::omp::par; }
-    static int parallelism() { return std::max(1, omp_get_max_threads()); }
-};
-
-/// What a Thrust system descriptor provides to thrust_backend.
-template <class S>
-concept thrust_system = requires {
-    { S::host } -> std::convertible_to<bool>;
-    { S::name } -> std::convertible_to<const char*>;
-    typename S::template vector<float>;
-    typename S::template vector<std::int32_t>;
-};
-
-template <thrust_system System>
-class thrust_backend;
+/// The input precision of a backend's GEMMs; accumulation is fp32 in every case. fp16 and
+/// bf16 are a CUDA option (tensor cores).
+enum class gemm_precision { fp32, fp16, bf16 };
 
 namespace detail {
+
 /// A buffer in a Thrust system's memory (Vector: that system's vector); data() is the raw
 /// pointer views are made of.
 template <class Vector>
@@ -82,21 +59,83 @@ public:
 private:
     Vector v_;
 };
+
+/// A CPU system's GEMM: y = x W^T by Eigen on column blocks, one block range per worker of
+/// the system (Policy: the system's execution policy; Workers: its parallelism).
+template <class System>
+struct eigen_gemm {
+    explicit eigen_gemm(gemm_precision p) {
+        if (p != gemm_precision::fp32)
+            throw input_error(std::string(System::name) + ": fp16 and bf16 GEMMs are a CUDA option; the CPU systems run fp32");
+    }
+    void product(const_matrix_view<float> x, const_matrix_view<float> w, matrix_view<float> y) const {
+        const column_split split(x, w, System::parallelism());
+        thrust::for_each(System::policy(), thrust::counting_iterator<index_t>(0), thrust::counting_iterator<index_t>(split.chunks),
+                         [=](index_t c) {
+                             const index_t c0 = c * split.per, c1 = std::min(w.rows, c0 + split.per);
+                             if (c0 < c1) linear_columns(x, w, {}, y, epilogue::none, c0, c1);
+                         });
+    }
+};
+
+/// Host memory copies for the CPU systems.
+struct host_copies {
+    template <class T>
+    static void upload(std::span<const T> host, T* dst) { std::copy(host.begin(), host.end(), dst); }
+    template <class T>
+    static void download(const T* src, std::span<T> host) { std::copy(src, src + host.size(), host.begin()); }
+};
+
 } // namespace detail
 
-/// The CPU systems' backend.
-template <thrust_system System>
-    requires(System::host)
-class thrust_backend<System> {
-public:
-    static constexpr bool host_accessible = true;
+/// Thrust's serial CPU system.
+struct thrust_cpp : detail::host_copies {
+    static constexpr bool host = true;
+    static constexpr const char* name = "thrust-cpp";
+    template <class T>
+    using vector = thrust::cpp::vector<T>;
+    using gemm = detail::eigen_gemm<thrust_cpp>;
+    static auto policy() { return thrust::cpp::par; }
+    static int parallelism() { return 1; }
+};
 
+/// Thrust's OpenMP system: as many threads as OpenMP gives a parallel region.
+struct thrust_omp : detail::host_copies {
+    static constexpr bool host = true;
+    static constexpr const char* name = "thrust-omp";
+    template <class T>
+    using vector = thrust::omp::vector<T>;
+    using gemm = detail::eigen_gemm<thrust_omp>;
+    static auto policy() { return thrust::omp::par; }
+    static int parallelism() { return std::max(1, omp_get_max_threads()); }
+};
+
+/// What a Thrust system descriptor provides to thrust_backend.
+template <class S>
+concept thrust_system = requires(const typename S::gemm& g, const_matrix_view<float> x, matrix_view<float> y,
+                                 std::span<const float> host_in, std::span<float> host_out, float* device) {
+    { S::host } -> std::convertible_to<bool>; ///< its memory is host memory
+    { S::name } -> std::convertible_to<const char*>;
+    typename S::template vector<float>;
+    typename S::template vector<std::int32_t>;
+    S::policy();                                ///< the Thrust execution policy
+    requires std::constructible_from<typename S::gemm, gemm_precision>;
+    g.product(x, x, y);                         ///< y = x W^T
+    S::upload(host_in, device);
+    S::download(static_cast<const float*>(device), host_out);
+};
+
+template <thrust_system System>
+class thrust_backend {
+public:
+    static constexpr bool host_accessible = System::host;
     template <class T>
     using buffer = detail::thrust_buffer<typename System::template vector<T>>;
 
     /// `threads` is accepted for symmetry with eigen_cpu and ignored: the OMP system takes
-    /// OpenMP's thread count, the CPP system runs on the calling thread.
-    explicit thrust_backend(int threads = 1) {
+    /// OpenMP's thread count, the CPP system runs on the calling thread, CUDA on the device.
+    /// `precision`: fp16/bf16 GEMM inputs on CUDA; the CPU systems take fp32 only.
+    explicit thrust_backend(int threads = 1, gemm_precision precision = gemm_precision::fp32) : gemm_(precision) {
         if (threads < 1) throw input_error("thrust_backend: thread count must be >= 1, got " + std::to_string(threads));
     }
 
@@ -104,33 +143,28 @@ public:
     template <class T>
     buffer<T> allocate(index_t n) const { return buffer<T>(n); }
     template <class T>
-    void upload(std::span<const T> host, T* dst) const { std::copy(host.begin(), host.end(), dst); }
+    void upload(std::span<const T> host, T* dst) const { System::upload(host, dst); }
     template <class T>
-    void download(const T* src, std::span<T> host) const { std::copy(src, src + host.size(), host.begin()); }
+    void download(const T* src, std::span<T> host) const { System::download(src, host); }
 
     // ---- algebra ------------------------------------------------------------------------
-    /// y = x W^T + bias, then `e`: Eigen products on column blocks of 16, one block range per
-    /// thread of the system.
+    /// y = x W^T (the system's GEMM), then bias and the epilogue per element.
     void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                 matrix_view<float> y, epilogue e) const {
         detail::check_linear_shapes(x, w, bias, y);
-        const detail::column_split split(x, w, System::parallelism());
-        for_each_index(split.chunks, [=](index_t c) {
-            const index_t c0 = c * split.per, c1 = std::min(w.rows, c0 + split.per);
-            if (c0 < c1) detail::linear_columns(x, w, bias, y, e, c0, c1);
-        });
+        if (y.rows == 0 || y.cols == 0) return;
+        gemm_.product(x, w, y);
+        if (bias.size || e != epilogue::none) for_each_index(y.rows * y.cols, detail::thrust_fn::bias_epilogue{y, bias, e});
     }
 
-    /// softmax(Q K^T / sqrt(d_head)) V per head of each sequence, one (sequence, head) per item.
     void attention(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,
                    vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets, int heads,
                    matrix_view<float> out) const {
-        detail::check_attention_shapes(q, k, v, q_offsets, kv_offsets, heads, out);
-        for_each_index((q_offsets.size - 1) * heads, [=](index_t t) {
-            detail::attention_scratch scratch;
-            detail::attention_head(q, k, v, q_offsets, kv_offsets, t / heads, static_cast<int>(t % heads), heads, out,
-                                   scratch);
-        });
+        detail::check_attention_shapes(q, k, v, q_offsets, kv_offsets, heads, out, /*offsets_readable=*/System::host);
+        if (q.cols / heads > detail::thrust_fn::max_head_dim)
+            throw input_error("attention: head width " + std::to_string(q.cols / heads) + " exceeds the Thrust backend's " +
+                              std::to_string(detail::thrust_fn::max_head_dim));
+        for_each_index(q.rows * heads, detail::thrust_fn::attention_query{q, k, v, q_offsets, kv_offsets, heads, out});
     }
 
     // ---- row-wise ----------------------------------------------------------------------
@@ -138,44 +172,44 @@ public:
                vector_view<const std::int32_t> positions, const_matrix_view<float> word,
                const_matrix_view<float> position, const_matrix_view<float> token_type, vector_view<const float> gamma,
                vector_view<const float> beta, float eps, matrix_view<float> out) const {
-        for_each_index(out.rows, [=](index_t r) {
-            detail::embed_row(r, ids, type_ids, positions, word, position, token_type, gamma, beta, eps, out);
-        });
+        for_each_index(out.rows, detail::thrust_fn::embed_row{ids, type_ids, positions, word, position, token_type, gamma,
+                                                              beta, eps, out});
     }
 
     void add_layer_norm(matrix_view<float> y, const_matrix_view<float> residual, vector_view<const float> gamma,
                         vector_view<const float> beta, float eps) const {
-        for_each_index(y.rows, [=](index_t r) { detail::add_layer_norm_row(r, y, residual, gamma, beta, eps); });
+        for_each_index(y.rows, detail::thrust_fn::add_layer_norm_row{y, residual, gamma, beta, eps});
     }
 
     void gather_rows(const_matrix_view<float> x, vector_view<const std::int32_t> rows, matrix_view<float> y) const {
-        for_each_index(rows.size, [=](index_t i) {
-            std::memcpy(y.row(i), x.row(rows.data[i]), static_cast<std::size_t>(x.cols) * sizeof(float));
-        });
+        for_each_index(rows.size * x.cols, detail::thrust_fn::move_rows<false>{x, rows, y});
     }
 
     void scatter_rows(const_matrix_view<float> x, vector_view<const std::int32_t> rows, matrix_view<float> y) const {
-        for_each_index(rows.size, [=](index_t i) {
-            std::memcpy(y.row(rows.data[i]), x.row(i), static_cast<std::size_t>(x.cols) * sizeof(float));
-        });
+        for_each_index(rows.size * x.cols, detail::thrust_fn::move_rows<true>{x, rows, y});
     }
 
-    /// rows[0..count) = the indices t, in order, with exit_layers[t] >= layer; returns count.
+    /// rows[0..count) = the t, ascending, with exit_layers[t] >= layer; returns count.
     index_t select_rows(vector_view<const std::int32_t> exit_layers, int layer, vector_view<std::int32_t> rows) const {
-        const std::int32_t* e = exit_layers.data;
-        std::int32_t* end = thrust::copy_if(System::policy(), thrust::counting_iterator<std::int32_t>(0),
-                                            thrust::counting_iterator<std::int32_t>(static_cast<std::int32_t>(exit_layers.size)),
-                                            rows.data, [=](std::int32_t t) { return e[t] >= layer; });
-        return end - rows.data;
+        const auto first = thrust::counting_iterator<std::int32_t>(0);
+        const auto out = thrust::copy_if(System::policy(), first, first + static_cast<std::int32_t>(exit_layers.size),
+                                         to_iterator(rows.data), detail::thrust_fn::still_active{exit_layers.data, layer});
+        return out - to_iterator(rows.data);
     }
 
 private:
     /// f(i) for i in [0, n), as one Thrust algorithm on the system.
     template <class F>
     static void for_each_index(index_t n, F f) {
-        if (n <= 0) return;
-        thrust::for_each(System::policy(), thrust::counting_iterator<index_t>(0), thrust::counting_iterator<index_t>(n), f);
+        if (n > 0) thrust::for_each(System::policy(), thrust::counting_iterator<index_t>(0), thrust::counting_iterator<index_t>(n), f);
     }
+    /// A raw pointer into the system's memory as an iterator of that system.
+    static auto to_iterator(std::int32_t* p) {
+        if constexpr (System::host) return p;
+        else return thrust::device_pointer_cast(p);
+    }
+
+    typename System::gemm gemm_;
 };
 
 static_assert(backend<thrust_backend<thrust_cpp>>);
