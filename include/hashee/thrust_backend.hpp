@@ -4,8 +4,8 @@
 //  - memory is the system's vector (detail::thrust_buffer);
 //  - LayerNorm, the GEMM epilogue (bias, exact-erf GELU, tanh), attention over packed ragged
 //    batches (online softmax per query and head), row gather and scatter are the functors of
-//    detail/thrust_functors.hpp run by thrust::for_each, and the selection of active rows is
-//    thrust::copy_if (a stream compaction: scan + scatter);
+//    detail/thrust_functors.hpp run by thrust::for_each, and the selection of active rows is a
+//    stream compaction (flag, thrust::exclusive_scan, scatter);
 //  - the GEMM product is the system's own: Eigen on column blocks (one thrust::for_each item
 //    each) for the CPU systems, cuBLAS for CUDA (cuda_backend.cuh, nvcc).
 // So the CPU systems, run by every test suite, execute the very functors the GPU runs.
@@ -19,10 +19,9 @@
 #include <span>
 #include <string>
 
-#include <thrust/copy.h>
-#include <thrust/device_ptr.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
+#include <thrust/scan.h>
 #include <thrust/system/cpp/execution_policy.h>
 #include <thrust/system/cpp/vector.h>
 #include <thrust/system/omp/execution_policy.h>
@@ -189,12 +188,20 @@ public:
         for_each_index(rows.size * x.cols, detail::thrust_fn::move_rows<true>{x, rows, y});
     }
 
-    /// rows[0..count) = the t, ascending, with exit_layers[t] >= layer; returns count.
+    /// rows[0..count) = the t, ascending, with exit_layers[t] >= layer; returns count. A stream
+    /// compaction in three Thrust steps on raw pointers: flag, exclusive scan, scatter.
     index_t select_rows(vector_view<const std::int32_t> exit_layers, int layer, vector_view<std::int32_t> rows) const {
-        const auto first = thrust::counting_iterator<std::int32_t>(0);
-        const auto out = thrust::copy_if(System::policy(), first, first + static_cast<std::int32_t>(exit_layers.size),
-                                         to_iterator(rows.data), detail::thrust_fn::still_active{exit_layers.data, layer});
-        return out - to_iterator(rows.data);
+        const index_t n = exit_layers.size;
+        if (n == 0) return 0;
+        buffer<std::int32_t> flags(n), positions(n);
+        std::int32_t *f = flags.data(), *p = positions.data();
+        for_each_index(n, detail::thrust_fn::flag_active{exit_layers.data, layer, f});
+        thrust::exclusive_scan(System::policy(), f, f + n, p);
+        for_each_index(n, detail::thrust_fn::scatter_active{f, p, rows.data});
+        std::int32_t last[2];
+        download(p + n - 1, std::span<std::int32_t>(last, 1));
+        download(static_cast<const std::int32_t*>(f + n - 1), std::span<std::int32_t>(last + 1, 1));
+        return index_t{last[0]} + last[1];
     }
 
 private:
@@ -202,11 +209,6 @@ private:
     template <class F>
     static void for_each_index(index_t n, F f) {
         if (n > 0) thrust::for_each(System::policy(), thrust::counting_iterator<index_t>(0), thrust::counting_iterator<index_t>(n), f);
-    }
-    /// A raw pointer into the system's memory as an iterator of that system.
-    static auto to_iterator(std::int32_t* p) {
-        if constexpr (System::host) return p;
-        else return thrust::device_pointer_cast(p);
     }
 
     typename System::gemm gemm_;

@@ -3,6 +3,7 @@
 // Thrust system: __host__ __device__ under nvcc, plain host code under g++. The CPU systems
 // run them through thrust::for_each on OpenMP's threads or serially, so every suite tests them;
 // the CUDA system runs the very same functors through thrust::for_each on the device.
+// (Raw pointers throughout: no thrust::pointer dereferences, which UBSan flags inside Thrust.)
 
 #include <cmath>
 #include <cstdint>
@@ -128,11 +129,21 @@ struct attention_query {
     }
 };
 
-/// Whether row t is still active at `layer` (the predicate of select_rows' stream compaction).
-struct still_active {
+/// flags[t] = 1 when row t is still active at `layer` (exit layer >= layer), else 0.
+struct flag_active {
     const std::int32_t* exit_layers;
     int layer;
-    HASHEE_HOST_DEVICE bool operator()(std::int32_t t) const { return exit_layers[t] >= layer; }
+    std::int32_t* flags;
+    HASHEE_HOST_DEVICE void operator()(index_t t) const { flags[t] = exit_layers[t] >= layer ? 1 : 0; }
+};
+
+/// rows[positions[t]] = t for every flagged t (positions: the exclusive scan of the flags).
+struct scatter_active {
+    const std::int32_t *flags, *positions;
+    std::int32_t* rows;
+    HASHEE_HOST_DEVICE void operator()(index_t t) const {
+        if (flags[t]) rows[positions[t]] = static_cast<std::int32_t>(t);
+    }
 };
 
 } // namespace hashee::detail::thrust_fn
