@@ -3,6 +3,7 @@
 // heads and policy applied sample by sample) and equals classifying each sample alone; the
 // cost counts exactly the layers and heads that ran.
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -49,20 +50,26 @@ struct sentence_fixture {
             centre(hs->heads);
             // The median entropy of every head over the batch: a threshold at which some
             // samples leave early and some do not. Likewise the rows' median first feature.
+            // Both sit between two samples' values, never on one.
             const auto rows = reference_rows(no_exit{}, hs->heads.input());
             std::vector<double> h;
             for (int l = 1; l <= 6; ++l) {
                 std::vector<float> first;
                 for (index_t s = 0; s < batch.sequences(); ++s) first.push_back(rows[static_cast<std::size_t>(l - 1)][static_cast<std::size_t>(s * 384)]);
-                std::nth_element(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(first.size() / 2), first.end());
-                hs->median_first_feature.push_back(first[first.size() / 2]);
+                hs->median_first_feature.push_back(static_cast<float>(between_samples(first)));
                 const auto z = head_logits(hs->heads, l, rows[static_cast<std::size_t>(l - 1)]);
                 for (index_t s = 0; s < batch.sequences(); ++s)
                     h.push_back(detail::softmax_entropy(std::span<const float>(z).subspan(static_cast<std::size_t>(2 * s), 2)));
             }
-            std::nth_element(h.begin(), h.begin() + static_cast<std::ptrdiff_t>(h.size() / 2), h.end());
-            hs->median_entropy = h[h.size() / 2];
+            hs->median_entropy = between_samples(h);
         }
+    }
+    /// A median-like threshold that no sample sits on: halfway between the two middle values
+    /// (a threshold equal to one sample's own value would decide that sample by rounding).
+    template <class T>
+    static double between_samples(std::vector<T> v) {
+        std::sort(v.begin(), v.end());
+        return (static_cast<double>(v[v.size() / 2 - 1]) + static_cast<double>(v[v.size() / 2])) / 2.0;
     }
     static const sentence_fixture& get() {
         static const sentence_fixture f;
