@@ -60,7 +60,7 @@ private:
 };
 
 /// A CPU system's GEMM: y = x W^T by Eigen on column blocks, one block range per worker of
-/// the system (Policy: the system's execution policy; Workers: its parallelism).
+/// the system (its execution policy and parallelism come from System).
 template <class System>
 struct eigen_gemm {
     explicit eigen_gemm(gemm_precision p) {
