@@ -45,7 +45,7 @@ TEMPLATE_LIST_TEST_CASE("linear computes x W^T + bias and its epilogue", "[backe
     const int threads = GENERATE(1, 2, 3);
     const auto b = test::make_backend<TestType>(threads);
     const auto [n, in, out] = GENERATE(table<index_t, index_t, index_t>(
-        {{1, 8, 5}, {3, 384, 384}, {17, 64, 48}, {64, 384, 1536}, {300, 96, 384}, {1, 1536, 384}}));
+        {{1, 8, 5}, {3, 384, 384}, {17, 64, 48}, {64, 384, 1536}, {300, 96, 384}, {1000, 32, 24}, {1, 1536, 384}}));
     const auto e = GENERATE(epilogue::none, epilogue::gelu, epilogue::tanh);
     CAPTURE(threads, n, in, out, static_cast<int>(e));
     std::mt19937 rng(static_cast<unsigned>(n * 131 + in * 7 + out));
@@ -69,7 +69,7 @@ TEMPLATE_LIST_TEST_CASE("linear computes x W^T + bias and its epilogue", "[backe
 TEMPLATE_LIST_TEST_CASE("linear writes strided column blocks and rejects misfit shapes", "[backend]", all_backends) {
     const auto b = test::make_backend<TestType>(2);
     std::mt19937 rng(3);
-    const index_t n = 9, in = 16, out = 8, ld = 20;
+    const index_t n = 300, in = 16, out = 24, ld = 36; // large enough to be split in row blocks
     const auto x = random_vector(n * in, rng), w = random_vector(out * in, rng);
     const auto xd = to_device(b, x), wd = to_device(b, w);
     auto yd = to_device(b, std::vector<float>(n * ld, 7.0f));

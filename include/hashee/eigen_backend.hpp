@@ -50,15 +50,12 @@ public:
     void download(const T* src, std::span<T> host) const { std::copy(src, src + host.size(), host.begin()); }
 
     // ---- algebra ------------------------------------------------------------------------
-    /// y = x W^T + bias, then `e`; W is [out, in]. Work is split over output columns.
+    /// y = x W^T + bias, then `e`; W is [out, in]. Work is split in tiles (detail::linear_tiles).
     void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                 matrix_view<float> y, epilogue e) const {
         detail::check_linear_shapes(x, w, bias, y);
-        const detail::column_split split(x, w, threads_);
-        parallel_for(split.chunks, [&](index_t c) {
-            const index_t c0 = c * split.per, c1 = std::min(w.rows, c0 + split.per);
-            if (c0 < c1) detail::linear_columns(x, w, bias, y, e, c0, c1);
-        });
+        const detail::linear_tiles tiles(x, w, threads_);
+        parallel_for(tiles.count(), [&](index_t t) { tiles.run(t, x, w, bias, y, e); });
     }
 
     void attention(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,

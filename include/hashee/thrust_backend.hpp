@@ -59,8 +59,8 @@ private:
     Vector v_;
 };
 
-/// A CPU system's GEMM: y = x W^T by Eigen on column blocks, one block range per worker of
-/// the system (its execution policy and parallelism come from System).
+/// A CPU system's GEMM: y = x W^T by Eigen on tiles (detail::linear_tiles), spread over the
+/// system's workers (its execution policy and parallelism come from System).
 template <class System>
 struct eigen_gemm {
     explicit eigen_gemm(gemm_precision p) {
@@ -68,12 +68,9 @@ struct eigen_gemm {
             throw input_error(std::string(System::name) + ": fp16 and bf16 GEMMs are a CUDA option; the CPU systems run fp32");
     }
     void product(const_matrix_view<float> x, const_matrix_view<float> w, matrix_view<float> y) const {
-        const column_split split(x, w, System::parallelism());
-        thrust::for_each(System::policy(), thrust::counting_iterator<index_t>(0), thrust::counting_iterator<index_t>(split.chunks),
-                         [=](index_t c) {
-                             const index_t c0 = c * split.per, c1 = std::min(w.rows, c0 + split.per);
-                             if (c0 < c1) linear_columns(x, w, {}, y, epilogue::none, c0, c1);
-                         });
+        const linear_tiles tiles(x, w, System::parallelism());
+        thrust::for_each(System::policy(), thrust::counting_iterator<index_t>(0), thrust::counting_iterator<index_t>(tiles.count()),
+                         [=](index_t t) { tiles.run(t, x, w, {}, y, epilogue::none); });
     }
 };
 

@@ -1,6 +1,7 @@
 #pragma once
-// The kernels behind eigen_cpu: per-row LayerNorm, GELU, a column block of a linear layer,
-// one attention head of one sequence. Plain functions over views; the backend does the
+// The kernels behind eigen_cpu: per-row LayerNorm, GELU, a column block of a linear layer
+// (its product by BLIS where hashee was built with it, HASHEE_HAS_BLIS, else by Eigen), one
+// attention head of one sequence. Plain functions over views; the backend does the
 // threading.
 
 #include <algorithm>
@@ -9,6 +10,12 @@
 #include <string>
 
 #include <hashee/detail/eigen.hpp>
+// HASHEE_EIGEN_GEMM makes Eigen do the products even where BLIS is linked (the tests use it to
+// run the Eigen path too).
+#if HASHEE_HAS_BLIS && !defined(HASHEE_EIGEN_GEMM)
+#define HASHEE_GEMM_BY_BLIS 1
+#include <blis.h>
+#endif
 
 #include <hashee/backend.hpp>
 #include <hashee/error.hpp>
@@ -101,23 +108,50 @@ inline void gelu_inplace(float* p, index_t n) {
     }
 }
 
-/// How a CPU backend splits y = x W^T over `workers`: `chunks` ranges of `per` output columns
-/// (a multiple of 16), one range on one worker; a small product stays on one.
-struct column_split {
-    index_t chunks, per;
-    column_split(const_matrix_view<float> x, const_matrix_view<float> w, index_t workers)
-        : chunks(x.rows * w.rows * w.cols < min_parallel_macs ? 1 : std::min<index_t>(workers, (w.rows + 15) / 16)),
-          per(((w.rows + chunks - 1) / chunks + 15) / 16 * 16) {}
+/// How a CPU backend splits y = x W^T over `workers` into tiles, one tile per task. Many rows:
+/// blocks of at most `max_tile_rows` rows, a multiple of `workers` of them, so each worker takes
+/// whole blocks and a block's output is still in cache when its epilogue runs and the next
+/// product reads it. Few rows: one block, its output columns split in ranges of a multiple of
+/// 16, one range per worker (each reads only its part of W). A small product is one tile.
+struct linear_tiles {
+    static constexpr index_t max_tile_rows = 256, min_tile_rows = 64;
+    index_t row_blocks = 1, rows_per, col_chunks = 1, cols_per;
+
+    linear_tiles(const_matrix_view<float> x, const_matrix_view<float> w, index_t workers)
+        : rows_per(x.rows), cols_per(w.rows) {
+        if (x.rows * w.rows * w.cols < min_parallel_macs || workers <= 1) return;
+        if (x.rows >= workers * min_tile_rows) {
+            row_blocks = ((x.rows + max_tile_rows - 1) / max_tile_rows + workers - 1) / workers * workers;
+            rows_per = (x.rows + row_blocks - 1) / row_blocks;
+        } else {
+            col_chunks = std::min<index_t>(workers, (w.rows + 15) / 16);
+            cols_per = ((w.rows + col_chunks - 1) / col_chunks + 15) / 16 * 16;
+        }
+    }
+    index_t count() const { return row_blocks * col_chunks; }
+
+    /// Tile t of y = x W^T + bias, then the epilogue (empty tiles at the ends do nothing).
+    void run(index_t t, const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
+             matrix_view<float> y, epilogue e) const;
 };
 
 /// Columns [c0, c1) of y = x W^T + bias, then the epilogue.
 inline void linear_columns(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                            matrix_view<float> y, epilogue e, index_t c0, index_t c1) {
     const index_t cols = c1 - c0;
+#if HASHEE_GEMM_BY_BLIS
+    // Rows c0..c1 of W, row-major [cols, in], transposed: W^T's column block. BLIS reads but
+    // never writes A and B; its typed API just does not say const.
+    float one = 1.0f, zero = 0.0f;
+    if (x.rows > 0)
+        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, x.rows, cols, x.cols, &one, const_cast<float*>(x.data), x.stride, 1,
+                  const_cast<float*>(w.row(c0)), w.stride, 1, &zero, y.row(0) + c0, y.stride, 1);
+#else
     // Rows c0..c1 of W, read as a column-major [in, cols] matrix: that is W^T's column block.
     Eigen::Map<const col_major, 0, stride_t> wt(w.row(c0), w.cols, cols, stride_t(w.stride));
     auto out = map(y.block_cols(c0, cols));
     out.noalias() = map(x) * wt;
+#endif
     for (index_t r = 0; r < y.rows; ++r) {
         float* row = y.row(r) + c0;
         if (bias.size) Eigen::Map<Eigen::ArrayXf>(row, cols) += Eigen::Map<const Eigen::ArrayXf>(bias.data + c0, cols);
@@ -172,6 +206,13 @@ inline void attention_head(const_matrix_view<float> q, const_matrix_view<float> 
         row /= row.sum();
     }
     o.noalias() = s * vh;
+}
+
+inline void linear_tiles::run(index_t t, const_matrix_view<float> x, const_matrix_view<float> w,
+                              vector_view<const float> bias, matrix_view<float> y, epilogue e) const {
+    const index_t r0 = (t / col_chunks) * rows_per, r1 = std::min(x.rows, r0 + rows_per);
+    const index_t c0 = (t % col_chunks) * cols_per, c1 = std::min(w.rows, c0 + cols_per);
+    if (r0 < r1 && c0 < c1) linear_columns(x.block_rows(r0, r1 - r0), w, bias, y.block_rows(r0, r1 - r0), e, c0, c1);
 }
 
 } // namespace hashee::detail
