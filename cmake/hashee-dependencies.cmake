@@ -48,3 +48,29 @@ if(HASHEE_REQUIRE_THRUST AND NOT HASHEE_HAS_THRUST)
   message(FATAL_ERROR "HASHEE_REQUIRE_THRUST: Thrust (CCCL: thrust/version.h under /usr/local/cuda/include/cccl "
                       "or $CUDA_PATH/include/cccl) and OpenMP are needed for the Thrust backend's tests")
 endif()
+# BLIS, single-threaded (Debian: libblis-serial-dev): the CPU GEMMs (eigen_cpu's linear and the
+# Thrust CPU systems' products) go through bli_sgemm, about 1.3x Eigen's product on AVX-512
+# (docs/benchmarks.md). Optional: without it Eigen does the products and HASHEE_HAS_BLIS stays
+# undefined. hashee does the threading itself and calls BLIS from its workers; BLIS is
+# thread-safe and runs each call on one thread unless BLIS_NUM_THREADS says otherwise.
+option(HASHEE_USE_BLIS "Use BLIS for the CPU GEMMs when it is found" ON)
+if(NOT TARGET hashee_blis)
+  add_library(hashee_blis INTERFACE IMPORTED)
+  set(HASHEE_HAS_BLIS OFF)
+  if(HASHEE_USE_BLIS)
+    find_path(HASHEE_BLIS_INCLUDE_DIR blis.h PATH_SUFFIXES blis x86_64-linux-gnu/blis-serial aarch64-linux-gnu/blis-serial)
+    find_library(HASHEE_BLIS_LIBRARY NAMES blis
+                 PATHS /usr/lib/x86_64-linux-gnu/blis-serial /usr/lib/aarch64-linux-gnu/blis-serial)
+    if(HASHEE_BLIS_INCLUDE_DIR AND HASHEE_BLIS_LIBRARY)
+      set(HASHEE_HAS_BLIS ON)
+      set_target_properties(hashee_blis PROPERTIES
+        INTERFACE_INCLUDE_DIRECTORIES "${HASHEE_BLIS_INCLUDE_DIR}"
+        INTERFACE_LINK_LIBRARIES "${HASHEE_BLIS_LIBRARY}"
+        INTERFACE_COMPILE_DEFINITIONS "HASHEE_HAS_BLIS=1")
+    endif()
+  endif()
+endif()
+if(HASHEE_REQUIRE_BLIS AND NOT HASHEE_HAS_BLIS)
+  message(FATAL_ERROR "HASHEE_REQUIRE_BLIS: BLIS (blis.h and libblis; Debian: apt-get install libblis-serial-dev) "
+                      "was not found, or HASHEE_USE_BLIS is OFF")
+endif()
