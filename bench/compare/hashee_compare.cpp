@@ -1,0 +1,94 @@
+// A C interface to hashee for the runtime comparison (scripts/compare.py loads it with ctypes,
+// so hashee, ONNX Runtime and PyTorch run interleaved in one process on the same batches).
+//
+//   hc_model* hc_open(model_dir, exit_table_or_null, threads, err, err_len)
+//   int       hc_embed(model, ids, lengths, batch, out, flops, err, err_len)
+//   void      hc_close(model)
+//
+// hc_embed runs the encoder on `batch` sequences packed back to back in `ids` (sequence i has
+// lengths[i] token ids, type ids all 0, no padding) and writes each sequence's mask-aware mean of
+// its final token states to out[i * hidden .. (i + 1) * hidden). With an exit table the encoder
+// runs HashEE (exited tokens kept as keys and values); `flops`, when not null, receives
+// {dense FLOPs, FLOPs that ran}. Errors return a non-zero status (null from hc_open) with the
+// message in err.
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+
+#include <hashee/hashee.hpp>
+
+namespace {
+
+using namespace hashee;
+using hashee_policy = hash_exit<table_hash, kv_semantics::keep>;
+
+void set_error(char* err, std::size_t err_len, const char* what) {
+    if (!err || err_len == 0) return;
+    std::strncpy(err, what, err_len - 1);
+    err[err_len - 1] = '\0';
+}
+
+} // namespace
+
+struct hc_model {
+    eigen_cpu cpu;
+    model<eigen_cpu> m;
+    std::optional<hashee_policy> hashee;
+
+    hc_model(const char* dir, const char* table, int threads)
+        : cpu(threads), m(model<eigen_cpu>::load(dir, cpu)) {
+        if (table && *table)
+            hashee.emplace(table_hash(exit_table::load(table, m.tokenizer().vocab(), m.config().num_hidden_layers)));
+    }
+
+    void embed(const std::int32_t* ids, const std::int32_t* lengths, int batch, float* out, double* flops) const {
+        if (batch <= 0) throw input_error("hc_embed: empty batch");
+        packed_batch b;
+        std::size_t at = 0;
+        for (int i = 0; i < batch; ++i) {
+            if (lengths[i] <= 0) throw input_error("hc_embed: sequence " + std::to_string(i) + " has no tokens");
+            const auto n = static_cast<std::size_t>(lengths[i]);
+            const std::vector<std::int32_t> types(n, 0);
+            b.push_back(std::span(ids + at, n), types);
+            at += n;
+        }
+        const encoder_output o = hashee ? m.encoder().forward(cpu, b, *hashee) : m.encoder().forward(cpu, b, no_exit{});
+        const std::vector<float> mean = o.mean_pooled(false);
+        std::memcpy(out, mean.data(), mean.size() * sizeof(float));
+        if (flops) {
+            flops[0] = static_cast<double>(o.cost.dense.flops());
+            flops[1] = static_cast<double>(o.cost.actual.flops());
+        }
+    }
+};
+
+extern "C" {
+
+hc_model* hc_open(const char* model_dir, const char* exit_table, int threads, char* err, std::size_t err_len) {
+    try {
+        return new hc_model(model_dir, exit_table, threads);
+    } catch (const std::exception& e) {
+        set_error(err, err_len, e.what());
+        return nullptr;
+    }
+}
+
+int hc_embed(const hc_model* m, const std::int32_t* ids, const std::int32_t* lengths, int batch, float* out,
+             double* flops, char* err, std::size_t err_len) {
+    try {
+        m->embed(ids, lengths, batch, out, flops);
+        return 0;
+    } catch (const std::exception& e) {
+        set_error(err, err_len, e.what());
+        return 1;
+    }
+}
+
+int hc_hidden_size(const hc_model* m) { return static_cast<int>(m->m.config().hidden_size); }
+
+void hc_close(hc_model* m) { delete m; }
+
+} // extern "C"

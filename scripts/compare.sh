@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# hashee beside ONNX Runtime and PyTorch on the same all-MiniLM-L6-v2, interleaved in one run
+# (scripts/compare.py says how): sets up what it needs (packages, the model, the Python
+# packages onnxruntime, onnx, torch, transformers and matplotlib from PyPI where missing), builds
+# the hashee command and libhashee_compare.so, builds the HashEE table (frequency hash, 2x FLOPs
+# on SST-2 train), exports the model to ONNX, measures, and writes docs/comparison.md and
+# docs/comparison.svg. Idempotent. Arguments go to scripts/compare.py (e.g. --rounds 5).
+# Environment: HASHEE_BUILD_DIR (default build), HASHEE_ELUE_DIR, HASHEE_THREADS (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model_dir=$(bash scripts/setup.sh | tail -n 1)
+build=${HASHEE_BUILD_DIR:-build}
+elue=${HASHEE_ELUE_DIR:-$PWD/../shared/data/elue}
+threads=${HASHEE_THREADS:-2}
+
+need=()
+for m in onnxruntime onnx torch transformers matplotlib; do
+  python3 -c "import $m" 2>/dev/null || need+=("$m")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "compare: pip install ${need[*]}" >&2
+  python3 -m pip install --quiet "${need[@]}"
+fi
+
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHASHEE_BUILD_BENCH=ON >/dev/null
+cmake --build "$build" --target hashee_cli hashee_compare -j "$(nproc)"
+work="$build/compare"
+mkdir -p "$work"
+table="$work/sst2-frequency-2x.json"
+if [ ! -s "$table" ]; then
+  "$build/examples/hashee" hash build --model "$model_dir" --policy frequency --corpus "$elue/SST-2/train.tsv" \
+    --column sentence --target 2 --out "$table" --threads "$threads"
+fi
+python3 scripts/compare.py --model-dir "$model_dir" --elue-dir "$elue" --lib "$build/bench/libhashee_compare.so" \
+  --table "$table" --work-dir "$work" --threads "$threads" "$@"
