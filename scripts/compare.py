@@ -301,7 +301,7 @@ def memory_child(args):
 def measure_memory(args):
     out = {}
     for name in CONTESTANTS:
-        cmd = [sys.executable, __file__, "--memory-child", name] + [a for a in sys.argv[1:]]
+        cmd = [sys.executable, __file__, "--memory-child", name] + sys.argv[1:]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode:
             sys.exit(f"compare: memory run of {name} failed:\n{r.stderr}")
@@ -311,6 +311,8 @@ def measure_memory(args):
 
 
 def measure(args, inputs, contestants):
+    import numpy as np
+
     rows = []
     for input_name, seqs in inputs.items():
         for size in BATCHES:
@@ -332,8 +334,6 @@ def measure(args, inputs, contestants):
                     for p in prepared[c.name]:
                         c.run(p)
                     times[c.name].append(time.perf_counter() - t0)
-            import numpy as np
-
             ref = np.concatenate(outputs[TORCH])
             ort_rate = len(seqs) / statistics.median(times[ORT])
             for c in contestants:
