@@ -49,7 +49,7 @@ if(HASHEE_REQUIRE_THRUST AND NOT HASHEE_HAS_THRUST)
                       "or $CUDA_PATH/include/cccl) and OpenMP are needed for the Thrust backend's tests")
 endif()
 # BLIS, single-threaded (Debian: libblis-serial-dev): the CPU GEMMs (eigen_cpu's linear and the
-# Thrust CPU systems' products) go through bli_sgemm, about 1.3x Eigen's product on AVX-512
+# Thrust CPU systems' products) go through bli_sgemm, 1.15-1.25x Eigen's products on our 2-core EPYC
 # (docs/benchmarks.md). Optional: without it Eigen does the products and HASHEE_HAS_BLIS stays
 # undefined. hashee does the threading itself and calls BLIS from its workers; BLIS is
 # thread-safe and runs each call on one thread unless BLIS_NUM_THREADS says otherwise.

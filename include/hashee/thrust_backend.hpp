@@ -59,11 +59,12 @@ private:
     Vector v_;
 };
 
-/// A CPU system's GEMM: y = x W^T by Eigen on tiles (detail::linear_tiles), spread over the
-/// system's workers (its execution policy and parallelism come from System).
+/// A CPU system's GEMM: y = x W^T on tiles (detail::linear_tiles; BLIS or Eigen, as in
+/// eigen_cpu), spread over the system's workers (its execution policy and parallelism come
+/// from System).
 template <class System>
-struct eigen_gemm {
-    explicit eigen_gemm(gemm_precision p) {
+struct host_gemm {
+    explicit host_gemm(gemm_precision p) {
         if (p != gemm_precision::fp32)
             throw input_error(std::string(System::name) + ": fp16 and bf16 GEMMs are a CUDA option; the CPU systems run fp32");
     }
@@ -90,7 +91,7 @@ struct thrust_cpp : detail::host_copies {
     static constexpr const char* name = "thrust-cpp";
     template <class T>
     using vector = thrust::cpp::vector<T>;
-    using gemm = detail::eigen_gemm<thrust_cpp>;
+    using gemm = detail::host_gemm<thrust_cpp>;
     static auto policy() { return thrust::cpp::par; }
     static int parallelism() { return 1; }
 };
@@ -101,7 +102,7 @@ struct thrust_omp : detail::host_copies {
     static constexpr const char* name = "thrust-omp";
     template <class T>
     using vector = thrust::omp::vector<T>;
-    using gemm = detail::eigen_gemm<thrust_omp>;
+    using gemm = detail::host_gemm<thrust_omp>;
     static auto policy() { return thrust::omp::par; }
     static int parallelism() { return std::max(1, omp_get_max_threads()); }
 };
