@@ -85,7 +85,7 @@ void bm_dense(benchmark::State& state, const std::vector<encoding>* inputs, std:
     std::vector<double> batch_flops;
     for (std::size_t s = 0; s + batch <= inputs->size() || batches.empty(); s += batch) {
         const std::size_t e = std::min(inputs->size(), s + batch);
-        batches.push_back(packed_batch::from(std::span(inputs->data() + s, e - s)));
+        batches.push_back(pack(std::span(inputs->data() + s, e - s)));
         std::vector<index_t> lengths;
         for (index_t q = 0; q < batches.back().sequences(); ++q) lengths.push_back(batches.back().length(q));
         batch_flops.push_back(static_cast<double>(dense_macs(ctx->m.config(), std::span<const index_t>(lengths)).flops()));

@@ -25,7 +25,7 @@ if(NOT TARGET hashee_utf8proc)
     INTERFACE_LINK_LIBRARIES "${HASHEE_UTF8PROC_LIBRARY}")
 endif()
 # Thrust (CCCL, shipped with the CUDA Toolkit) and OpenMP: the Thrust backend's CPU systems
-# (include/hashee/thrust_backend.hpp). Optional: without them hashee has eigen_cpu alone and
+# (include/hashee/backend/thrust.hpp). Optional: without them hashee has eigen_cpu alone and
 # HASHEE_HAS_THRUST stays undefined. EIGEN_DONT_PARALLELIZE keeps Eigen's products off
 # OpenMP's threads (eigen_cpu brings its own pool; thrust_omp splits the work itself).
 if(NOT TARGET hashee_thrust)

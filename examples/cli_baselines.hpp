@@ -21,11 +21,11 @@
 #include <numeric>
 #include <random>
 
-#include <hashee/head_training.hpp>
-#include <hashee/fastbert_heads.hpp>
-#include <hashee/metrics.hpp>
-#include <hashee/probe.hpp>
-#include <hashee/sentence_exit.hpp>
+#include <hashee/train/head_training.hpp>
+#include <hashee/exit/fastbert_heads.hpp>
+#include <hashee/eval/metrics.hpp>
+#include <hashee/eval/probe.hpp>
+#include <hashee/exit/sentence_exit.hpp>
 
 #include "cli_common.hpp"
 #include "svg_plot.hpp"

@@ -14,8 +14,8 @@
 #include <ctime>
 #include <map>
 
-#include <hashee/metrics.hpp>
-#include <hashee/probe.hpp>
+#include <hashee/eval/metrics.hpp>
+#include <hashee/eval/probe.hpp>
 
 #include "cli_common.hpp"
 #include "svg_plot.hpp"

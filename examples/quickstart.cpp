@@ -8,9 +8,9 @@
 
 #include <hashee/hashee.hpp>
 #if defined(__CUDACC__)
-#include <hashee/cuda_backend.cuh>
+#include <hashee/backend/cuda.cuh>
 #elif HASHEE_HAS_THRUST
-#include <hashee/thrust_backend.hpp>
+#include <hashee/backend/thrust.hpp>
 #endif
 
 /// The same program for any backend: the model's weights live in the backend's memory.

@@ -23,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-#include <hashee/error.hpp>
+#include <hashee/core/error.hpp>
 
 namespace hashee::plot {
 

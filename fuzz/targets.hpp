@@ -10,13 +10,13 @@
 // promised (sizes, ranges) and throws fuzz_invariant_failure, which is not a hashee::error,
 // when a promise is broken.
 
-#include <hashee/config.hpp>
-#include <hashee/error.hpp>
-#include <hashee/exit_table.hpp>
-#include <hashee/safetensors.hpp>
-#include <hashee/tokenizer.hpp>
-#include <hashee/tsv.hpp>
-#include <hashee/vocab.hpp>
+#include <hashee/core/config.hpp>
+#include <hashee/core/error.hpp>
+#include <hashee/hash/exit_table.hpp>
+#include <hashee/io/safetensors.hpp>
+#include <hashee/text/tokenizer.hpp>
+#include <hashee/io/tsv.hpp>
+#include <hashee/text/vocab.hpp>
 
 #include <algorithm>
 #include <cstddef>

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Regenerates the tokenizer goldens under tests/data/tokenizer (and, with --unicode-tables,
-prints the character-class tables of include/hashee/detail/unicode.hpp).
+prints the character-class tables of include/hashee/text/detail/unicode.hpp).
 
 The reference is Hugging Face's BertTokenizer (transformers 5, backed by the Rust `tokenizers`
 library) loaded with BertTokenizer.from_pretrained(--model-dir). Deterministic: same inputs,

@@ -8,12 +8,12 @@
 #include <tuple>
 #include <vector>
 
-#include <hashee/eigen_backend.hpp>
-#include <hashee/model.hpp>
+#include <hashee/backend/eigen_cpu.hpp>
+#include <hashee/model/model.hpp>
 #if HASHEE_TEST_CUDA
-#include <hashee/cuda_backend.cuh>
+#include <hashee/backend/cuda.cuh>
 #elif HASHEE_HAS_THRUST
-#include <hashee/thrust_backend.hpp>
+#include <hashee/backend/thrust.hpp>
 #endif
 
 #include "test_support.hpp"

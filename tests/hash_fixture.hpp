@@ -14,7 +14,7 @@ namespace hashee::test {
 struct hash_fixture {
     eigen_cpu cpu{2};
     model<eigen_cpu> m = model<eigen_cpu>::load(model_dir(), cpu);
-    hash_setup setup = hash_setup::of(m.tokenizer(), m.config().num_hidden_layers);
+    hash_setup setup = m.hash_setup_for();
     packed_batch corpus;     ///< SST-2 train, tokenised
     std::vector<int> labels; ///< its labels
     std::vector<std::string> dev;

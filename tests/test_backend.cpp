@@ -9,8 +9,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <hashee/backend.hpp>
-#include <hashee/error.hpp>
+#include <hashee/backend/backend.hpp>
+#include <hashee/core/error.hpp>
 
 #include "backends.hpp"
 

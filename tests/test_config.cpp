@@ -1,7 +1,7 @@
 // config.json: the real all-MiniLM-L6-v2 config, an ElasticBERT config, and one case per
 // error rule.
 
-#include <hashee/config.hpp>
+#include <hashee/core/config.hpp>
 
 #include "test_support.hpp"
 

@@ -75,7 +75,7 @@ TEST_CASE("a right-padded batch packs to the same outputs as its encodings", "[e
     for (const auto& s : sentences()) inputs.push_back({s, std::nullopt});
     inputs.push_back({sentences()[0], std::string_view(sentences()[1])});
     const auto padded = m.tokenizer().encode_batch(inputs);
-    const auto packed = packed_batch::from(padded);
+    const auto packed = pack(padded);
     REQUIRE(packed.sequences() == static_cast<index_t>(inputs.size()));
     const eigen_cpu b(2);
     const auto out = m.encoder().forward(b, packed);
@@ -145,7 +145,7 @@ TEST_CASE("bad batches get a typed error that says what is wrong", "[encoder][er
     holes.type_ids = {0, 0, 0};
     holes.mask = {1, 0, 1};
     holes.lengths = {2};
-    CHECK_THROWS_WITH(packed_batch::from(holes), Contains("not right-padded"));
+    CHECK_THROWS_WITH(pack(holes), Contains("not right-padded"));
 }
 
 TEST_CASE("dense cost follows the spec's formula", "[encoder][cost]") {

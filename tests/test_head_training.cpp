@@ -6,11 +6,11 @@
 
 #include <catch2/catch.hpp>
 
-#include <hashee/error.hpp>
-#include <hashee/exit_heads.hpp>
-#include <hashee/fastbert_heads.hpp>
-#include <hashee/head_training.hpp>
-#include <hashee/safetensors.hpp>
+#include <hashee/core/error.hpp>
+#include <hashee/exit/exit_heads.hpp>
+#include <hashee/exit/fastbert_heads.hpp>
+#include <hashee/train/head_training.hpp>
+#include <hashee/io/safetensors.hpp>
 
 #include <algorithm>
 #include <cmath>

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include <hashee/eigen_backend.hpp>
-#include <hashee/kmeans.hpp>
-#include <hashee/safetensors.hpp>
+#include <hashee/backend/eigen_cpu.hpp>
+#include <hashee/hash/kmeans.hpp>
+#include <hashee/io/safetensors.hpp>
 
 #include "test_support.hpp"
 

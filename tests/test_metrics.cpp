@@ -3,8 +3,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <hashee/error.hpp>
-#include <hashee/metrics.hpp>
+#include <hashee/core/error.hpp>
+#include <hashee/eval/metrics.hpp>
 
 #include <cmath>
 #include <vector>

@@ -4,10 +4,10 @@
 
 #include <catch2/catch.hpp>
 
-#include <hashee/error.hpp>
-#include <hashee/matrix_view.hpp>
-#include <hashee/metrics.hpp>
-#include <hashee/probe.hpp>
+#include <hashee/core/error.hpp>
+#include <hashee/core/matrix_view.hpp>
+#include <hashee/eval/metrics.hpp>
+#include <hashee/eval/probe.hpp>
 
 #include <cmath>
 #include <cstdint>

@@ -1,8 +1,8 @@
 // safetensors reader: the real all-MiniLM-L6-v2 checkpoint, files generated from scratch,
 // a catalogue of corrupt files (one per validation rule) and truncations of the real file.
 
-#include <hashee/detail/half.hpp>
-#include <hashee/safetensors.hpp>
+#include <hashee/io/detail/half.hpp>
+#include <hashee/io/safetensors.hpp>
 
 #include "safetensors_writer.hpp"
 #include "test_support.hpp"

@@ -3,7 +3,7 @@
 
 #include <catch2/catch.hpp>
 
-#include <hashee/error.hpp>
+#include <hashee/core/error.hpp>
 
 #include "../examples/svg_plot.hpp"
 

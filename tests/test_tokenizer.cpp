@@ -1,8 +1,8 @@
 // WordPiece tokenizer: parity with Hugging Face's BertTokenizer (goldens made by
 // scripts/make_tokenizer_goldens.py), vocabulary loading, errors, truncation, batching.
 
-#include <hashee/tokenizer.hpp>
-#include <hashee/vocab.hpp>
+#include <hashee/text/tokenizer.hpp>
+#include <hashee/text/vocab.hpp>
 
 #include <catch2/catch.hpp>
 

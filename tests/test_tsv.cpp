@@ -3,8 +3,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <hashee/error.hpp>
-#include <hashee/tsv.hpp>
+#include <hashee/core/error.hpp>
+#include <hashee/io/tsv.hpp>
 
 #include "test_support.hpp"
 

@@ -1,6 +1,6 @@
 // Must not compile: a backend that lacks attention. The diagnostic names backend_attention.
-#include <hashee/eigen_backend.hpp>
-#include <hashee/encoder.hpp>
+#include <hashee/backend/eigen_cpu.hpp>
+#include <hashee/model/encoder.hpp>
 
 struct no_attention_backend : hashee::eigen_cpu {
     using eigen_cpu::eigen_cpu;

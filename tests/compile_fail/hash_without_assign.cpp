@@ -1,5 +1,5 @@
 // Must not compile: a hash policy without assign(ids, exits). The diagnostic names hash_policy.
-#include <hashee/exit_policy.hpp>
+#include <hashee/exit/exit_policy.hpp>
 
 struct no_assign_hash {
     std::string_view name() const { return "broken"; }

@@ -1,7 +1,7 @@
 // Must not compile: classification with "heads" that cannot produce logits. The diagnostic
 // names internal_classifiers.
-#include <hashee/eigen_backend.hpp>
-#include <hashee/encoder.hpp>
+#include <hashee/backend/eigen_cpu.hpp>
+#include <hashee/model/encoder.hpp>
 
 struct no_logits_heads {
     hashee::head_input input() const { return hashee::head_input::cls; }

@@ -1,6 +1,6 @@
 // Must not compile: a sentence-level exit policy without should_exit(state, signal), composed
 // with a token-level one. The diagnostic names sentence_exit_policy.
-#include <hashee/sentence_exit.hpp>
+#include <hashee/exit/sentence_exit.hpp>
 
 struct no_decision {
     struct sample_state {};

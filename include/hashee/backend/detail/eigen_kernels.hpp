@@ -1,0 +1,218 @@
+#pragma once
+// The kernels behind eigen_cpu: per-row LayerNorm, GELU, a column block of a linear layer
+// (its product by BLIS where hashee was built with it, HASHEE_HAS_BLIS, else by Eigen), one
+// attention head of one sequence. Plain functions over views; the backend does the
+// threading.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include <hashee/core/detail/eigen.hpp>
+// HASHEE_EIGEN_GEMM makes Eigen do the products even where BLIS is linked (the tests use it to
+// run the Eigen path too).
+#if HASHEE_HAS_BLIS && !defined(HASHEE_EIGEN_GEMM)
+#define HASHEE_GEMM_BY_BLIS 1
+#include <blis.h>
+#endif
+
+#include <hashee/backend/backend.hpp>
+#include <hashee/core/error.hpp>
+#include <hashee/core/matrix_view.hpp>
+
+namespace hashee::detail {
+
+/// Below this many multiply-accumulates a product runs on one thread.
+inline constexpr index_t min_parallel_macs = index_t{1} << 16;
+
+using row_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using col_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+using stride_t = Eigen::OuterStride<>;
+
+inline auto map(const_matrix_view<float> m) { return Eigen::Map<const row_major, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride)); }
+inline auto map(matrix_view<float> m) { return Eigen::Map<row_major, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride)); }
+
+inline std::string shape_str(index_t r, index_t c) {
+    std::string s = "[";
+    s.append(std::to_string(r)).append(", ").append(std::to_string(c)).append("]");
+    return s;
+}
+
+inline void check_linear_shapes(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
+                                matrix_view<float> y) {
+    if (x.cols != w.cols || y.rows != x.rows || y.cols != w.rows || (bias.size != 0 && bias.size != w.rows))
+        throw input_error("linear: shapes do not fit: x " + shape_str(x.rows, x.cols) + ", W " +
+                          shape_str(w.rows, w.cols) + ", bias [" + std::to_string(bias.size) + "], y " +
+                          shape_str(y.rows, y.cols));
+}
+
+/// LayerNorm of one row in place: (y - mean) / sqrt(var + eps) * gamma + beta (biased variance).
+inline void layer_norm_row(float* y, const float* gamma, const float* beta, index_t n, float eps) {
+    Eigen::Map<Eigen::ArrayXf> r(y, n);
+    const float mean = r.mean();
+    r -= mean;
+    const float inv = 1.0f / std::sqrt(r.square().mean() + eps);
+    r = r * inv * Eigen::Map<const Eigen::ArrayXf>(gamma, n) + Eigen::Map<const Eigen::ArrayXf>(beta, n);
+}
+
+/// Row r of the embeddings: word + position + token type, then LayerNorm.
+inline void embed_row(index_t r, vector_view<const std::int32_t> ids, vector_view<const std::int32_t> type_ids,
+                      vector_view<const std::int32_t> positions, const_matrix_view<float> word,
+                      const_matrix_view<float> position, const_matrix_view<float> token_type,
+                      vector_view<const float> gamma, vector_view<const float> beta, float eps, matrix_view<float> out) {
+    float* y = out.row(r);
+    const float* a = word.row(ids.data[r]);
+    const float* b = position.row(positions.data[r]);
+    const float* c = token_type.row(type_ids.data[r]);
+    for (index_t j = 0; j < out.cols; ++j) y[j] = a[j] + b[j] + c[j];
+    layer_norm_row(y, gamma.data, beta.data, out.cols, eps);
+}
+
+/// Row r of y = LayerNorm(y + residual).
+inline void add_layer_norm_row(index_t r, matrix_view<float> y, const_matrix_view<float> residual,
+                               vector_view<const float> gamma, vector_view<const float> beta, float eps) {
+    float* yr = y.row(r);
+    const float* xr = residual.row(r);
+    for (index_t j = 0; j < y.cols; ++j) yr[j] += xr[j];
+    layer_norm_row(yr, gamma.data, beta.data, y.cols, eps);
+}
+
+/// erf on an Eigen array expression: Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), built from
+/// Eigen's vectorised exp so it runs at packet speed; the sign is restored afterwards.
+template <class A>
+inline auto erf_abs_approx(const A& z) {
+    constexpr float p = 0.3275911f, a1 = 0.254829592f, a2 = -0.284496736f, a3 = 1.421413741f, a4 = -1.453152027f,
+                    a5 = 1.061405429f;
+    const auto t = (1.0f + p * z).inverse();
+    return 1.0f - t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5)))) * (-z.square()).exp();
+}
+
+/// GELU with the exact erf form: 0.5 x (1 + erf(x / sqrt 2)).
+inline void gelu_inplace(float* p, index_t n) {
+    constexpr int chunk = 64;
+    constexpr float inv_sqrt2 = 0.70710678118654752f;
+    using fixed = Eigen::Array<float, chunk, 1>;
+    index_t i = 0;
+    for (; i + chunk <= n; i += chunk) {
+        Eigen::Map<fixed> x(p + i);
+        const fixed z = x.abs() * inv_sqrt2;
+        const fixed e = erf_abs_approx(z);
+        x = 0.5f * x * (1.0f + x.sign() * e);
+    }
+    if (i < n) {
+        Eigen::Map<Eigen::ArrayXf> x(p + i, n - i);
+        const Eigen::ArrayXf z = x.abs() * inv_sqrt2;
+        const Eigen::ArrayXf e = erf_abs_approx(z);
+        x = 0.5f * x * (1.0f + x.sign() * e);
+    }
+}
+
+/// How a CPU backend splits y = x W^T over `workers` into tiles, one tile per task. Many rows:
+/// blocks of at most `max_tile_rows` rows, a multiple of `workers` of them, so each worker takes
+/// whole blocks and a block's output is still in cache when its epilogue runs and the next
+/// product reads it. Few rows: one block, its output columns split in ranges of a multiple of
+/// 16, one range per worker (each reads only its part of W). A small product is one tile.
+struct linear_tiles {
+    static constexpr index_t max_tile_rows = 256, min_tile_rows = 64;
+    index_t row_blocks = 1, rows_per, col_chunks = 1, cols_per;
+
+    linear_tiles(const_matrix_view<float> x, const_matrix_view<float> w, index_t workers)
+        : rows_per(x.rows), cols_per(w.rows) {
+        if (x.rows * w.rows * w.cols < min_parallel_macs || workers <= 1) return;
+        if (x.rows >= workers * min_tile_rows) {
+            row_blocks = ((x.rows + max_tile_rows - 1) / max_tile_rows + workers - 1) / workers * workers;
+            rows_per = (x.rows + row_blocks - 1) / row_blocks;
+        } else {
+            col_chunks = std::min<index_t>(workers, (w.rows + 15) / 16);
+            cols_per = ((w.rows + col_chunks - 1) / col_chunks + 15) / 16 * 16;
+        }
+    }
+    index_t count() const { return row_blocks * col_chunks; }
+
+    /// Tile t of y = x W^T + bias, then the epilogue (empty tiles at the ends do nothing).
+    void run(index_t t, const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
+             matrix_view<float> y, epilogue e) const;
+};
+
+/// Columns [c0, c1) of y = x W^T + bias, then the epilogue.
+inline void linear_columns(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
+                           matrix_view<float> y, epilogue e, index_t c0, index_t c1) {
+    const index_t cols = c1 - c0;
+#if HASHEE_GEMM_BY_BLIS
+    // Rows c0..c1 of W, row-major [cols, in], transposed: W^T's column block. BLIS reads but
+    // never writes A and B; its typed API just does not say const.
+    float one = 1.0f, zero = 0.0f;
+    if (x.rows > 0)
+        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, x.rows, cols, x.cols, &one, const_cast<float*>(x.data), x.stride, 1,
+                  const_cast<float*>(w.row(c0)), w.stride, 1, &zero, y.row(0) + c0, y.stride, 1);
+#else
+    // Rows c0..c1 of W, read as a column-major [in, cols] matrix: that is W^T's column block.
+    Eigen::Map<const col_major, 0, stride_t> wt(w.row(c0), w.cols, cols, stride_t(w.stride));
+    auto out = map(y.block_cols(c0, cols));
+    out.noalias() = map(x) * wt;
+#endif
+    for (index_t r = 0; r < y.rows; ++r) {
+        float* row = y.row(r) + c0;
+        if (bias.size) Eigen::Map<Eigen::ArrayXf>(row, cols) += Eigen::Map<const Eigen::ArrayXf>(bias.data + c0, cols);
+        if (e == epilogue::gelu) gelu_inplace(row, cols);
+        else if (e == epilogue::tanh) Eigen::Map<Eigen::ArrayXf>(row, cols) = Eigen::Map<Eigen::ArrayXf>(row, cols).tanh();
+    }
+}
+
+/// The attention shapes fit; `offsets_readable`: the offsets are in host memory, so their last
+/// values are checked against the row counts too (a device backend cannot read them here).
+inline void check_attention_shapes(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,
+                                   vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets,
+                                   int heads, matrix_view<float> out, bool offsets_readable = true) {
+    const bool ok = heads > 0 && q.cols % heads == 0 && k.cols == q.cols && v.cols == q.cols && out.cols == q.cols &&
+                    out.rows == q.rows && k.rows == v.rows && q_offsets.size >= 1 && q_offsets.size == kv_offsets.size &&
+                    (!offsets_readable ||
+                     (q_offsets.data[q_offsets.size - 1] == q.rows && kv_offsets.data[kv_offsets.size - 1] == k.rows));
+    if (!ok)
+        throw input_error("attention: shapes do not fit: q " + shape_str(q.rows, q.cols) + ", k " +
+                          shape_str(k.rows, k.cols) + ", v " + shape_str(v.rows, v.cols) + ", heads " +
+                          std::to_string(heads) + ", " + std::to_string(q_offsets.size) + " query offsets");
+}
+
+struct attention_scratch {
+    row_major scores;
+};
+
+/// softmax(Q K^T / sqrt(d_head)) V for one head of one sequence of a packed batch.
+inline void attention_head(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,
+                           vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets,
+                           index_t seq, int head, int heads, matrix_view<float> out, attention_scratch& scratch) {
+    const index_t dh = q.cols / heads, col = head * dh;
+    const index_t q0 = q_offsets.data[seq], mq = q_offsets.data[seq + 1] - q0;
+    const index_t k0 = kv_offsets.data[seq], nk = kv_offsets.data[seq + 1] - k0;
+    if (mq == 0) return;
+    auto o = map(out.block_rows(q0, mq).block_cols(col, dh));
+    if (nk == 0) {
+        o.setZero();
+        return;
+    }
+    const auto qh = map(q.block_rows(q0, mq).block_cols(col, dh));
+    const auto kh = map(k.block_rows(k0, nk).block_cols(col, dh));
+    const auto vh = map(v.block_rows(k0, nk).block_cols(col, dh));
+    row_major& s = scratch.scores;
+    s.resize(mq, nk);
+    s.noalias() = qh * kh.transpose();
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+    for (index_t r = 0; r < mq; ++r) {
+        auto row = s.row(r).array();
+        const float m = row.maxCoeff();
+        row = ((row - m) * scale).exp();
+        row /= row.sum();
+    }
+    o.noalias() = s * vh;
+}
+
+inline void linear_tiles::run(index_t t, const_matrix_view<float> x, const_matrix_view<float> w,
+                              vector_view<const float> bias, matrix_view<float> y, epilogue e) const {
+    const index_t r0 = (t / col_chunks) * rows_per, r1 = std::min(x.rows, r0 + rows_per);
+    const index_t c0 = (t % col_chunks) * cols_per, c1 = std::min(w.rows, c0 + cols_per);
+    if (r0 < r1 && c0 < c1) linear_columns(x.block_rows(r0, r1 - r0), w, bias, y.block_rows(r0, r1 - r0), e, c0, c1);
+}
+
+} // namespace hashee::detail

@@ -1,0 +1,277 @@
+#pragma once
+// A multinomial (softmax) logistic-regression probe, trained in C++ with AdamW on minibatches.
+// Used to measure sentence embeddings: train on train-set embeddings, report dev accuracy.
+// Single-threaded with a fixed summation order and a seeded std::mt19937_64 (with our own
+// Fisher-Yates shuffle, so the order does not depend on the standard library): the same data,
+// options and seed give bit-identical parameters.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <hashee/core/error.hpp>
+#include <hashee/core/matrix_view.hpp>
+
+namespace hashee {
+
+struct probe_options {
+    int epochs = 100;
+    int batch_size = 64;
+    double learning_rate = 1e-2;
+    double weight_decay = 1e-4; ///< decoupled (AdamW) decay of the weights; the bias is not decayed
+    std::uint64_t seed = 0;     ///< drives the minibatch shuffling
+    bool standardize = true;    ///< z-score each feature with the training set's mean and std
+};
+
+namespace detail {
+
+/// Uniform integer in [0, n) from a 64-bit engine, by rejection (no modulo bias), defined
+/// here so the sequence does not depend on the standard library's distributions.
+inline std::uint64_t uniform_below(std::mt19937_64& rng, std::uint64_t n) {
+    const std::uint64_t limit = std::numeric_limits<std::uint64_t>::max() -
+                                std::numeric_limits<std::uint64_t>::max() % n;
+    std::uint64_t v;
+    do {
+        v = rng();
+    } while (v >= limit);
+    return v % n;
+}
+
+inline void probe_shuffle(std::vector<std::size_t>& v, std::mt19937_64& rng) {
+    for (std::size_t i = v.size(); i > 1; --i) {
+        const auto j = static_cast<std::size_t>(uniform_below(rng, i));
+        std::swap(v[i - 1], v[j]);
+    }
+}
+
+/// In-place softmax of `z`, stable (max subtracted).
+inline void softmax_inplace(std::span<double> z) {
+    double m = z[0];
+    for (double v : z) m = std::max(m, v);
+    double s = 0.0;
+    for (double& v : z) {
+        v = std::exp(v - m);
+        s += v;
+    }
+    for (double& v : z) v /= s;
+}
+
+} // namespace detail
+
+/// Multinomial logistic regression over `classes` >= 2 classes.
+class logistic_probe {
+public:
+    /// Trains on `features` ([n, dim], row-major; any stride) with `labels` in [0, classes).
+    /// input_error on an empty training set, a label count that differs from n, a label out of
+    /// range, a non-finite feature, fewer than 2 classes, or invalid options.
+    static logistic_probe train(const_matrix_view<float> features, std::span<const int> labels, int classes,
+                                const probe_options& opt = {}) {
+        constexpr const char* where = "logistic_probe::train";
+        if (features.rows <= 0 || features.cols <= 0 || features.data == nullptr)
+            throw input_error(detail::located(where, "empty training set"));
+        if (static_cast<std::size_t>(features.rows) != labels.size()) {
+            std::string what = "features have ";
+            what += std::to_string(features.rows);
+            what += " rows but there are ";
+            what += std::to_string(labels.size());
+            what += " labels";
+            throw input_error(detail::located(where, what));
+        }
+        if (features.stride < features.cols) throw input_error(detail::located(where, "stride smaller than cols"));
+        if (classes < 2) throw input_error(detail::located(where, "need at least 2 classes"));
+        if (opt.epochs < 0) throw input_error(detail::located(where, "epochs must be >= 0"));
+        if (opt.batch_size < 1) throw input_error(detail::located(where, "batch_size must be >= 1"));
+        if (!(opt.learning_rate > 0.0) || !std::isfinite(opt.learning_rate))
+            throw input_error(detail::located(where, "learning_rate must be positive and finite"));
+        if (!(opt.weight_decay >= 0.0) || !std::isfinite(opt.weight_decay))
+            throw input_error(detail::located(where, "weight_decay must be >= 0 and finite"));
+        for (std::size_t i = 0; i < labels.size(); ++i)
+            if (labels[i] < 0 || labels[i] >= classes) {
+                std::string what = "label ";
+                what += std::to_string(labels[i]);
+                what += " at row ";
+                what += std::to_string(i);
+                what += " is outside [0, ";
+                what += std::to_string(classes);
+                what += ")";
+                throw input_error(detail::located(where, what));
+            }
+
+        const auto n = static_cast<std::size_t>(features.rows);
+        const auto d = static_cast<std::size_t>(features.cols);
+        const auto k = static_cast<std::size_t>(classes);
+
+        logistic_probe p;
+        p.classes_ = classes;
+        p.dim_ = static_cast<int>(d);
+        p.mean_.assign(d, 0.0);
+        p.scale_.assign(d, 1.0);
+
+        // Training features in double, standardized if asked.
+        std::vector<double> x(n * d);
+        for (std::size_t i = 0; i < n; ++i) {
+            const float* row = features.row(static_cast<index_t>(i));
+            for (std::size_t j = 0; j < d; ++j) {
+                const double v = row[j];
+                if (!std::isfinite(v)) {
+                    std::string what = "non-finite feature at row ";
+                    what += std::to_string(i);
+                    what += ", column ";
+                    what += std::to_string(j);
+                    throw input_error(detail::located(where, what));
+                }
+                x[i * d + j] = v;
+            }
+        }
+        if (opt.standardize) {
+            for (std::size_t i = 0; i < n; ++i)
+                for (std::size_t j = 0; j < d; ++j) p.mean_[j] += x[i * d + j];
+            for (std::size_t j = 0; j < d; ++j) p.mean_[j] /= static_cast<double>(n);
+            std::vector<double> var(d, 0.0);
+            for (std::size_t i = 0; i < n; ++i)
+                for (std::size_t j = 0; j < d; ++j) {
+                    const double c = x[i * d + j] - p.mean_[j];
+                    var[j] += c * c;
+                }
+            for (std::size_t j = 0; j < d; ++j) {
+                const double s = std::sqrt(var[j] / static_cast<double>(n));
+                p.scale_[j] = s > 0.0 ? s : 1.0;
+            }
+            for (std::size_t i = 0; i < n; ++i)
+                for (std::size_t j = 0; j < d; ++j) x[i * d + j] = (x[i * d + j] - p.mean_[j]) / p.scale_[j];
+        }
+
+        // Parameters start at zero (the problem is convex; the seed only orders the minibatches).
+        p.w_.assign(k * d, 0.0);
+        p.b_.assign(k, 0.0);
+        std::vector<double> gw(k * d), gb(k), mw(k * d, 0.0), vw(k * d, 0.0), mb(k, 0.0), vb(k, 0.0), z(k);
+        constexpr double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+        double beta1_t = 1.0, beta2_t = 1.0;
+
+        std::mt19937_64 rng(opt.seed);
+        std::vector<std::size_t> order(n);
+        std::iota(order.begin(), order.end(), std::size_t{0});
+        const auto batch = static_cast<std::size_t>(opt.batch_size);
+
+        for (int epoch = 0; epoch < opt.epochs; ++epoch) {
+            detail::probe_shuffle(order, rng);
+            for (std::size_t start = 0; start < n; start += batch) {
+                const std::size_t end = std::min(n, start + batch);
+                std::fill(gw.begin(), gw.end(), 0.0);
+                std::fill(gb.begin(), gb.end(), 0.0);
+                for (std::size_t s = start; s < end; ++s) {
+                    const std::size_t i = order[s];
+                    const double* xi = &x[i * d];
+                    p.logits(xi, z);
+                    detail::softmax_inplace(z);
+                    z[static_cast<std::size_t>(labels[i])] -= 1.0; // dL/dz = softmax - onehot
+                    for (std::size_t c = 0; c < k; ++c) {
+                        const double g = z[c];
+                        double* gwc = &gw[c * d];
+                        for (std::size_t j = 0; j < d; ++j) gwc[j] += g * xi[j];
+                        gb[c] += g;
+                    }
+                }
+                const double inv = 1.0 / static_cast<double>(end - start);
+                beta1_t *= beta1;
+                beta2_t *= beta2;
+                const double lr = opt.learning_rate;
+                const double c1 = 1.0 / (1.0 - beta1_t), c2 = 1.0 / (1.0 - beta2_t);
+                for (std::size_t q = 0; q < k * d; ++q) {
+                    const double g = gw[q] * inv;
+                    mw[q] = beta1 * mw[q] + (1.0 - beta1) * g;
+                    vw[q] = beta2 * vw[q] + (1.0 - beta2) * g * g;
+                    p.w_[q] -= lr * opt.weight_decay * p.w_[q];
+                    p.w_[q] -= lr * (mw[q] * c1) / (std::sqrt(vw[q] * c2) + eps);
+                }
+                for (std::size_t c = 0; c < k; ++c) {
+                    const double g = gb[c] * inv;
+                    mb[c] = beta1 * mb[c] + (1.0 - beta1) * g;
+                    vb[c] = beta2 * vb[c] + (1.0 - beta2) * g * g;
+                    p.b_[c] -= lr * (mb[c] * c1) / (std::sqrt(vb[c] * c2) + eps);
+                }
+            }
+        }
+        return p;
+    }
+
+    /// Class probabilities, [n, classes] row-major. input_error when features.cols != dim().
+    std::vector<double> probabilities(const_matrix_view<float> features) const {
+        std::vector<double> out;
+        for_each_row(features, "logistic_probe::probabilities", [&](std::span<double> z) {
+            detail::softmax_inplace(z);
+            out.insert(out.end(), z.begin(), z.end());
+        });
+        return out;
+    }
+
+    /// The most probable class of every row (ties: the lowest class). input_error when
+    /// features.cols != dim().
+    std::vector<int> predict(const_matrix_view<float> features) const {
+        std::vector<int> out;
+        for_each_row(features, "logistic_probe::predict", [&](std::span<double> z) {
+            out.push_back(static_cast<int>(std::max_element(z.begin(), z.end()) - z.begin()));
+        });
+        return out;
+    }
+
+    int classes() const { return classes_; }
+    int dim() const { return dim_; }
+
+    /// The learned parameters, acting on standardized features: weights [classes, dim]
+    /// row-major, bias [classes]; and the standardization (mean, scale; 0 and 1 without it).
+    std::span<const double> weights() const { return w_; }
+    std::span<const double> bias() const { return b_; }
+    std::span<const double> feature_mean() const { return mean_; }
+    std::span<const double> feature_scale() const { return scale_; }
+
+private:
+    logistic_probe() = default;
+
+    /// z = W x + b for a standardized row x.
+    void logits(const double* x, std::span<double> z) const {
+        const auto d = static_cast<std::size_t>(dim_);
+        for (std::size_t c = 0; c < z.size(); ++c) {
+            const double* wc = &w_[c * d];
+            double s = b_[c];
+            for (std::size_t j = 0; j < d; ++j) s += wc[j] * x[j];
+            z[c] = s;
+        }
+    }
+
+    template <class F>
+    void for_each_row(const_matrix_view<float> features, const char* where, F&& f) const {
+        if (features.rows < 0) throw input_error(detail::located(where, "negative row count"));
+        if (features.cols != dim_) {
+            std::string what = "features have ";
+            what += std::to_string(features.cols);
+            what += " columns, the probe was trained on ";
+            what += std::to_string(dim_);
+            throw input_error(detail::located(where, what));
+        }
+        if (features.rows == 0) return;
+        if (features.stride < features.cols) throw input_error(detail::located(where, "stride smaller than cols"));
+        if (features.data == nullptr) throw input_error(detail::located(where, "null feature data"));
+        const auto d = static_cast<std::size_t>(dim_);
+        std::vector<double> x(d), z(static_cast<std::size_t>(classes_));
+        for (index_t i = 0; i < features.rows; ++i) {
+            const float* row = features.row(i);
+            for (std::size_t j = 0; j < d; ++j) x[j] = (static_cast<double>(row[j]) - mean_[j]) / scale_[j];
+            logits(x.data(), z);
+            f(std::span<double>(z));
+        }
+    }
+
+    int classes_ = 0;
+    int dim_ = 0;
+    std::vector<double> w_, b_, mean_, scale_;
+};
+
+} // namespace hashee

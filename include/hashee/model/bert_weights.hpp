@@ -1,0 +1,139 @@
+#pragma once
+// The weights of a BERT encoder, bound to a backend. On a host backend F32 tensors are views
+// straight into the memory-mapped checkpoint (no copy); F16/BF16 tensors are converted once.
+// On a device backend every tensor is uploaded once. Immutable after loading.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <hashee/backend/backend.hpp>
+#include <hashee/core/config.hpp>
+#include <hashee/core/error.hpp>
+#include <hashee/core/matrix_view.hpp>
+#include <hashee/io/safetensors.hpp>
+
+namespace hashee {
+
+struct linear_weights {
+    const_matrix_view<float> weight; ///< [out, in]
+    vector_view<const float> bias;   ///< [out]
+};
+
+struct layer_norm_weights {
+    vector_view<const float> gamma, beta;
+};
+
+struct embedding_weights {
+    const_matrix_view<float> word, position, token_type;
+    layer_norm_weights norm;
+};
+
+struct layer_weights {
+    linear_weights query, key, value, attention_output;
+    layer_norm_weights attention_norm;
+    linear_weights intermediate, output;
+    layer_norm_weights output_norm;
+};
+
+template <backend B>
+class bert_weights {
+public:
+    /// Binds every tensor the config calls for. Accepts Hugging Face BERT names with or without
+    /// a "bert." prefix and ElasticBERT's ("elasticbert.", one pooler per exit); ignores
+    /// embeddings.position_ids and task heads. A missing or mis-shaped tensor is a weight_error.
+    static bert_weights load(std::shared_ptr<const safetensors_file> file, const bert_config& config, const B& backend) {
+        bert_weights w;
+        w.file_ = std::move(file);
+        const safetensors_file& f = *w.file_;
+        w.prefix_ = detect_prefix(f);
+        const std::int64_t d = config.hidden_size, ff = config.intermediate_size;
+        auto name = [&](const std::string& n) { return w.prefix_ + n; };
+        auto mat = [&](const std::string& n, std::int64_t rows, std::int64_t cols) {
+            const tensor_info& t = f.expect(name(n), {rows, cols});
+            return const_matrix_view<float>(w.bind(t, backend), rows, cols);
+        };
+        auto vec = [&](const std::string& n, std::int64_t size) {
+            const tensor_info& t = f.expect(name(n), {size});
+            return vector_view<const float>(w.bind(t, backend), size);
+        };
+        auto lin = [&](const std::string& n, std::int64_t out, std::int64_t in) {
+            return linear_weights{mat(n + ".weight", out, in), vec(n + ".bias", out)};
+        };
+        auto norm = [&](const std::string& n) { return layer_norm_weights{vec(n + ".weight", d), vec(n + ".bias", d)}; };
+
+        w.embeddings_ = {mat("embeddings.word_embeddings.weight", config.vocab_size, d),
+                         mat("embeddings.position_embeddings.weight", config.max_position_embeddings, d),
+                         mat("embeddings.token_type_embeddings.weight", config.type_vocab_size, d),
+                         norm("embeddings.LayerNorm")};
+        for (int l = 0; l < config.num_hidden_layers; ++l) {
+            const std::string p = "encoder.layer." + std::to_string(l) + ".";
+            w.layers_.push_back({lin(p + "attention.self.query", d, d), lin(p + "attention.self.key", d, d),
+                                 lin(p + "attention.self.value", d, d), lin(p + "attention.output.dense", d, d),
+                                 norm(p + "attention.output.LayerNorm"), lin(p + "intermediate.dense", ff, d),
+                                 lin(p + "output.dense", d, ff), norm(p + "output.LayerNorm")});
+        }
+        if (f.find(name("pooler.dense.weight"))) {
+            w.poolers_.push_back(lin("pooler.dense", d, d));
+        } else {
+            for (int l = 0; f.find(name("encoder.pooler." + std::to_string(l) + ".dense.weight")); ++l)
+                w.poolers_.push_back(lin("encoder.pooler." + std::to_string(l) + ".dense", d, d));
+        }
+        return w;
+    }
+
+    const embedding_weights& embeddings() const { return embeddings_; }
+    const std::vector<layer_weights>& layers() const { return layers_; }
+    /// The pooler of the last layer, if the checkpoint has one.
+    const linear_weights* pooler() const { return poolers_.empty() ? nullptr : &poolers_.back(); }
+    /// Every pooler (ElasticBERT: one per exit; Hugging Face BERT: one).
+    const std::vector<linear_weights>& poolers() const { return poolers_; }
+    const std::string& prefix() const { return prefix_; }
+    const safetensors_file& file() const { return *file_; }
+    /// Bytes this object holds beyond the mapped checkpoint (converted or uploaded tensors).
+    std::size_t owned_bytes() const {
+        std::size_t n = 0;
+        for (const auto& b : owned_) n += b.size() * sizeof(float);
+        return n;
+    }
+
+private:
+    static std::string detect_prefix(const safetensors_file& f) {
+        for (const char* p : {"", "bert.", "elasticbert."})
+            if (f.find(std::string(p) + "embeddings.word_embeddings.weight")) return p;
+        throw weight_error(detail::located(f.source(), "no BERT embeddings found (looked for "
+                                                       "'embeddings.word_embeddings.weight' with the prefixes "
+                                                       "'', 'bert.' and 'elasticbert.')"));
+    }
+
+    /// A pointer to the tensor's floats in the backend's memory space. A NaN or infinity in a
+    /// weight would spread silently through every output, so it is a weight_error here.
+    const float* bind(const tensor_info& t, const B& backend) {
+        std::vector<float> converted;
+        std::span<const float> host = file_->floats(t, converted);
+        if (const auto bad = std::find_if_not(host.begin(), host.end(), [](float x) { return std::isfinite(x); });
+            bad != host.end())
+            throw weight_error(detail::located(file_->source(), "tensor '" + t.name + "' holds a non-finite value (" +
+                                                                    std::to_string(*bad) + ") at element " +
+                                                                    std::to_string(bad - host.begin())));
+        if constexpr (B::host_accessible) {
+            if (converted.empty()) return host.data(); // zero-copy view into the mapping
+        }
+        auto& buf = owned_.emplace_back(backend.template allocate<float>(static_cast<index_t>(host.size())));
+        backend.upload(host, buf.data());
+        return buf.data();
+    }
+
+    std::shared_ptr<const safetensors_file> file_;
+    std::string prefix_;
+    std::vector<typename B::template buffer<float>> owned_;
+    embedding_weights embeddings_;
+    std::vector<layer_weights> layers_;
+    std::vector<linear_weights> poolers_;
+};
+
+} // namespace hashee

@@ -1,0 +1,39 @@
+#pragma once
+// What a token-level exit policy gives the encoder: an exit layer e (1..L; any value >= L
+// means the full depth) for every token of a packed batch, and what exited tokens are to the
+// layers above (kv). no_exit is the dense encoder; HashEE's hash_exit is in exit/exit_policy.hpp.
+
+#include <algorithm>
+#include <concepts>
+#include <cstdint>
+#include <limits>
+#include <span>
+
+#include <hashee/core/cost.hpp>
+#include <hashee/core/packed_batch.hpp>
+
+namespace hashee {
+
+template <class P>
+concept token_exit_policy = requires(const P& p, const packed_batch& b, std::span<std::uint8_t> exits) {
+    { P::kv } -> std::convertible_to<kv_semantics>; ///< what exited tokens are to the layers above
+    p.exit_layers(b, exits);                        ///< exits[t] for every packed token t
+};
+
+/// No exit at all. Also a sentence-level policy (sentence_exit.hpp): every sample runs the
+/// full depth and only the last layer's head is read.
+struct no_exit {
+    static constexpr kv_semantics kv = kv_semantics::keep;
+    void exit_layers(const packed_batch&, std::span<std::uint8_t> exits) const {
+        std::fill(exits.begin(), exits.end(), std::numeric_limits<std::uint8_t>::max());
+    }
+
+    struct sample_state {};
+    static constexpr bool reads_every_layer = false;
+    int depth(int num_layers) const { return num_layers; }
+    bool should_exit(sample_state&, const auto& /*exit_signal*/) const { return false; }
+};
+
+static_assert(token_exit_policy<no_exit>);
+
+} // namespace hashee
