@@ -103,8 +103,8 @@ private:
         std::vector<std::size_t> rows(t.size());
         std::iota(rows.begin(), rows.end(), std::size_t{0});
         if (sample && n < t.size()) {
-            std::mt19937_64 rng(o_.seed);
-            for (std::size_t i = 0; i < n; ++i) std::swap(rows[i], rows[i + rng() % (t.size() - i)]);
+            detail::random_source rng(o_.seed);
+            for (std::size_t i = 0; i < n; ++i) std::swap(rows[i], rows[i + rng.below(t.size() - i)]);
             std::sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n));
         }
         rows.resize(n);

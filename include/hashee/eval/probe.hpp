@@ -11,11 +11,12 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
-#include <random>
 #include <span>
 #include <string>
 #include <vector>
 
+#include <hashee/core/detail/random.hpp>
+#include <hashee/core/detail/softmax.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
 
@@ -31,37 +32,6 @@ struct probe_options {
 };
 
 namespace detail {
-
-/// Uniform integer in [0, n) from a 64-bit engine, by rejection (no modulo bias), defined
-/// here so the sequence does not depend on the standard library's distributions.
-inline std::uint64_t uniform_below(std::mt19937_64& rng, std::uint64_t n) {
-    const std::uint64_t limit = std::numeric_limits<std::uint64_t>::max() -
-                                std::numeric_limits<std::uint64_t>::max() % n;
-    std::uint64_t v;
-    do {
-        v = rng();
-    } while (v >= limit);
-    return v % n;
-}
-
-inline void probe_shuffle(std::vector<std::size_t>& v, std::mt19937_64& rng) {
-    for (std::size_t i = v.size(); i > 1; --i) {
-        const auto j = static_cast<std::size_t>(uniform_below(rng, i));
-        std::swap(v[i - 1], v[j]);
-    }
-}
-
-/// In-place softmax of `z`, stable (max subtracted).
-inline void softmax_inplace(std::span<double> z) {
-    double m = z[0];
-    for (double v : z) m = std::max(m, v);
-    double s = 0.0;
-    for (double& v : z) {
-        v = std::exp(v - m);
-        s += v;
-    }
-    for (double& v : z) v /= s;
-}
 
 } // namespace detail
 
@@ -155,13 +125,13 @@ public:
         constexpr double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
         double beta1_t = 1.0, beta2_t = 1.0;
 
-        std::mt19937_64 rng(opt.seed);
+        detail::random_source rng(opt.seed);
         std::vector<std::size_t> order(n);
         std::iota(order.begin(), order.end(), std::size_t{0});
         const auto batch = static_cast<std::size_t>(opt.batch_size);
 
         for (int epoch = 0; epoch < opt.epochs; ++epoch) {
-            detail::probe_shuffle(order, rng);
+            rng.shuffle(order);
             for (std::size_t start = 0; start < n; start += batch) {
                 const std::size_t end = std::min(n, start + batch);
                 std::fill(gw.begin(), gw.end(), 0.0);

@@ -16,11 +16,11 @@
 #include <concepts>
 #include <cstdint>
 #include <filesystem>
-#include <random>
 #include <span>
 #include <string>
 #include <vector>
 
+#include <hashee/core/detail/random.hpp>
 #include <hashee/backend/backend.hpp>
 #include <hashee/model/bert_weights.hpp>
 #include <hashee/core/detail/eigen.hpp>
@@ -70,10 +70,10 @@ struct dense_params {
         return {out, in, std::vector<float>(static_cast<std::size_t>(out * in)), std::vector<float>(static_cast<std::size_t>(out))};
     }
     /// PyTorch's nn.Linear default: weight and bias uniform in +-1/sqrt(in), from `rng`.
-    static dense_params uniform(index_t out, index_t in, std::mt19937_64& rng) {
+    static dense_params uniform(index_t out, index_t in, detail::random_source& rng) {
         dense_params p = zeros(out, in);
         const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-        auto draw = [&] { return static_cast<float>((static_cast<double>(rng() >> 11) * 0x1.0p-53 * 2.0 - 1.0) * bound); };
+        auto draw = [&] { return static_cast<float>((rng.uniform() * 2.0 - 1.0) * bound); };
         for (float& w : p.weight) w = draw();
         for (float& b : p.bias) b = draw();
         return p;
@@ -170,7 +170,7 @@ public:
         if (pooler.in != pooler.out) throw input_error("classifier_heads: a pooler must be square");
         if (input == head_input::all_tokens)
             throw input_error("classifier_heads: they read one row per sequence ([CLS] or the mean), not all tokens");
-        std::mt19937_64 rng(seed);
+        detail::random_source rng(seed);
         poolers_.assign(shared_pooler ? 1 : static_cast<std::size_t>(layers), pooler);
         for (int l = 0; l < layers; ++l) classifiers_.push_back(dense_params::uniform(outputs, hidden_, rng));
     }

@@ -14,16 +14,16 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <random>
 #include <span>
 #include <string>
 #include <vector>
 
+#include <hashee/core/detail/random.hpp>
 #include <hashee/core/detail/eigen.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/exit/exit_heads.hpp>
 #include <hashee/core/matrix_view.hpp>
-#include <hashee/eval/probe.hpp>
+#include <hashee/core/detail/softmax.hpp>
 #include <hashee/io/safetensors.hpp>
 
 namespace hashee {
@@ -125,7 +125,7 @@ public:
     fastbert_heads(int layers, index_t hidden, index_t outputs, std::uint64_t seed, index_t width = 128, int heads = 2)
         : hidden_(hidden), width_(width), heads_(heads) {
         check_shape("fastbert_heads", layers, hidden, outputs, width, heads);
-        std::mt19937_64 rng(seed);
+        detail::random_source rng(seed);
         heads_per_layer_.reserve(static_cast<std::size_t>(layers));
         for (int l = 0; l < layers; ++l) {
             auto u = [&](index_t out, index_t in) { return dense_params::uniform(out, in, rng); };

@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 
+#include <hashee/core/detail/softmax.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/exit/exit_policy.hpp>
 
@@ -45,17 +46,6 @@ concept sentence_exit_policy =
     };
 
 namespace detail {
-/// Shannon entropy (nats) of softmax(z).
-inline double softmax_entropy(std::span<const float> z) {
-    const float m = *std::max_element(z.begin(), z.end());
-    double sum = 0, weighted = 0;
-    for (float v : z) {
-        const double e = std::exp(static_cast<double>(v - m));
-        sum += e;
-        weighted += e * (v - m);
-    }
-    return std::log(sum) - weighted / sum; // H = log sum e^(z-m) - E_p[z - m]
-}
 inline int argmax(std::span<const float> z) {
     return static_cast<int>(std::max_element(z.begin(), z.end()) - z.begin());
 }

@@ -13,11 +13,11 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
-#include <random>
 #include <span>
 #include <string>
 #include <vector>
 
+#include <hashee/core/detail/random.hpp>
 #include <hashee/core/detail/eigen.hpp>
 
 #include <hashee/backend/eigen_cpu.hpp>
@@ -47,20 +47,6 @@ inline constexpr index_t block_rows = 256;                   ///< minimum rows p
 inline constexpr index_t max_chunks = 64;                    ///< upper bound on chunks
 inline constexpr index_t max_partial_doubles = 1 << 22;      ///< bound on chunks * k * dim
 
-/// SplitMix64 finaliser: derives a well-mixed 64-bit seed for one restart's stream.
-inline std::uint64_t splitmix64(std::uint64_t x) noexcept {
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
-inline std::uint64_t restart_seed(std::uint64_t seed, int restart) noexcept {
-    return splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(restart)));
-}
-
-/// A double in [0, 1) from the top 53 bits of one draw (portable, unlike the std distributions).
-inline double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
 
 /// Fixed row chunks: [chunk * per, min(n, (chunk + 1) * per)). Depends on n, k, dim only.
 struct chunking {
@@ -363,7 +349,7 @@ private:
 
 /// k-means++ seeding: the first centre uniformly, each next one with probability proportional
 /// to the squared distance to the nearest centre chosen so far (D^2 sampling).
-inline std::vector<float> seed_plus_plus(const_matrix_view<float> x, int k, std::mt19937_64& rng,
+inline std::vector<float> seed_plus_plus(const_matrix_view<float> x, int k, random_source& rng,
                                          const eigen_cpu& backend) {
     const index_t n = x.rows, dim = x.cols;
     std::vector<float> centroids(static_cast<std::size_t>(k * dim));
@@ -382,11 +368,11 @@ inline std::vector<float> seed_plus_plus(const_matrix_view<float> x, int k, std:
         });
     };
 
-    take(0, std::min<index_t>(n - 1, static_cast<index_t>(uniform01(rng) * static_cast<double>(n))));
+    take(0, std::min<index_t>(n - 1, static_cast<index_t>(rng.uniform() * static_cast<double>(n))));
     for (index_t j = 1; j < k; ++j) {
         double total = 0;
         for (index_t i = 0; i < n; ++i) prefix[static_cast<std::size_t>(i)] = total += d2[static_cast<std::size_t>(i)];
-        const double u = uniform01(rng); // always drawn, so the stream does not depend on the data
+        const double u = rng.uniform(); // always drawn, so the stream does not depend on the data
         index_t pick = -1;
         if (total > 0) {
             const double target = u * total;
@@ -468,7 +454,7 @@ inline kmeans_result kmeans(const_matrix_view<float> rows, const kmeans_options&
     best.inertia = std::numeric_limits<double>::infinity();
     ki::lloyd_state state(rows, options.k, backend);
     for (int r = 0; r < options.restarts; ++r) {
-        std::mt19937_64 rng(ki::restart_seed(options.seed, r));
+        detail::random_source rng(detail::stream_seed(options.seed, static_cast<std::uint64_t>(r)));
         std::vector<float> centroids = ki::seed_plus_plus(rows, options.k, rng, backend);
         std::fill(state.assignment().begin(), state.assignment().end(), -1);
         const int iterations = state.run(centroids, options.max_iterations, options.tolerance);

@@ -8,8 +8,8 @@
 #include <atomic>
 #include <cstdint>
 #include <numeric>
-#include <random>
 
+#include <hashee/core/detail/random.hpp>
 #include <hashee/hash/bucketing.hpp>
 #include <hashee/hash/hash_policy.hpp>
 #include <hashee/core/packed_batch.hpp>
@@ -26,9 +26,7 @@ public:
         std::vector<std::int32_t> ids;
         for (std::int32_t id = 0; id < s.vocab_size; ++id)
             if (!s.is_special(id)) ids.push_back(id);
-        std::mt19937_64 rng(seed);
-        for (std::size_t i = ids.size(); i > 1; --i) // Fisher-Yates, portable across standard libraries
-            std::swap(ids[i - 1], ids[static_cast<std::size_t>(rng() % i)]);
+        detail::random_source(seed).shuffle(ids);
         return ids;
     }
 };
@@ -62,14 +60,13 @@ public:
     /// A fresh draw for every occurrence: each call uses its own random stream.
     void assign(std::span<const std::int32_t> ids, std::span<std::uint8_t> exits) const {
         if (ids.size() != exits.size()) throw input_error("random_inconsistent_hash::assign: ids and exits differ in length");
-        std::mt19937_64 rng(seed_ ^ (0x9E3779B97F4A7C15ull * (calls_.fetch_add(1) + 1)));
-        std::uniform_real_distribution<double> uniform(0.0, 1.0);
+        detail::random_source rng(seed_ ^ (0x9E3779B97F4A7C15ull * (calls_.fetch_add(1) + 1)));
         for (std::size_t i = 0; i < ids.size(); ++i) {
             if (setup_.is_special(ids[i])) {
                 exits[i] = static_cast<std::uint8_t>(setup_.num_layers);
                 continue;
             }
-            const double r = uniform(rng);
+            const double r = rng.uniform();
             std::size_t l = 0;
             while (l + 1 < cumulative_.size() && r >= cumulative_[l]) ++l;
             exits[i] = static_cast<std::uint8_t>(l + 1);

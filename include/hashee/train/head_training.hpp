@@ -19,18 +19,18 @@
 #include <filesystem>
 #include <limits>
 #include <numeric>
-#include <random>
 #include <span>
 #include <string>
 #include <vector>
 
+#include <hashee/core/detail/random.hpp>
 #include <hashee/core/detail/eigen.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/exit/exit_heads.hpp>
 #include <hashee/exit/fastbert_heads.hpp>
 #include <hashee/train/layer_features.hpp>
 #include <hashee/core/matrix_view.hpp>
-#include <hashee/eval/probe.hpp>
+#include <hashee/core/detail/softmax.hpp>
 #include <hashee/io/safetensors.hpp>
 
 namespace hashee {
@@ -426,12 +426,12 @@ inline double fastbert_loss(const basic_fastbert_head<dense64>& h, int heads, co
 template <class Step>
 std::vector<std::vector<double>> run_epochs(std::size_t n, std::size_t terms, const head_training_options& opt, Step&& step) {
     std::vector<std::vector<double>> loss(terms);
-    std::mt19937_64 rng(opt.seed);
+    detail::random_source rng(opt.seed);
     std::vector<std::size_t> order(n);
     std::iota(order.begin(), order.end(), std::size_t{0});
     const auto batch = static_cast<std::size_t>(opt.batch_size);
     for (int epoch = 0; epoch < opt.epochs; ++epoch) {
-        probe_shuffle(order, rng);
+        rng.shuffle(order);
         std::vector<double> sum(terms, 0.0);
         for (std::size_t start = 0; start < n; start += batch) {
             const std::size_t end = std::min(n, start + batch);
