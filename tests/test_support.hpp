@@ -1,4 +1,6 @@
 #pragma once
+// Errors are matched by catalogue id: CHECK_THROWS_ID(expr, "E13") passes when expr throws a
+// hashee::error (or a type derived from it, given as CHECK_THROWS_ID_AS) whose id() is "E13".
 // Where tests find the real model, the ELUE data and the committed test data.
 
 #include <atomic>
@@ -14,6 +16,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <hashee/core/error.hpp>
+
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define HASHEE_TEST_UNDER_SANITIZER 1
 #elif defined(__has_feature)
@@ -23,6 +27,19 @@
 #endif
 
 namespace hashee::test {
+
+/// Matches a hashee::error by its catalogue id (docs/errors.md).
+class error_id_matcher : public Catch::MatcherBase<hashee::error> {
+public:
+    explicit error_id_matcher(std::string id) : id_(std::move(id)) {}
+    bool match(const hashee::error& e) const override { return e.id() == id_; }
+    std::string describe() const override { return "has catalogue id " + id_; }
+
+private:
+    std::string id_;
+};
+inline error_id_matcher has_id(std::string id) { return error_id_matcher(std::move(id)); }
+
 
 /// True in the sanitizer builds (docs/sanitizers.md), which run every test but over smaller
 /// grids where a test repeats the same code on more data: instrumented code runs 5-20x slower.
@@ -105,3 +122,7 @@ inline std::string read_file_text(const fs::path& p) {
 }
 
 } // namespace hashee::test
+
+#define CHECK_THROWS_ID(expr, id) CHECK_THROWS_MATCHES(expr, hashee::error, hashee::test::has_id(id))
+#define REQUIRE_THROWS_ID(expr, id) REQUIRE_THROWS_MATCHES(expr, hashee::error, hashee::test::has_id(id))
+#define CHECK_THROWS_ID_AS(expr, type, id) CHECK_THROWS_MATCHES(expr, type, hashee::test::has_id(id))

@@ -1,5 +1,8 @@
 #pragma once
-// Typed errors. Every error names what it is about: the file, the tensor, the line.
+// Typed errors. Every error names what it is about (the file, the tensor, the field, the line)
+// and carries its catalogue id, the one docs/errors.md gives it ("E13"), so users and tests
+// match ids, not message text. Bad data (a file, an input, a configuration) gets one of the
+// data error types below; misuse of the API (a broken precondition) gets usage_error.
 
 #include <stdexcept>
 #include <string>
@@ -10,7 +13,17 @@ namespace hashee {
 /// Base of every error hashee throws.
 class error : public std::runtime_error {
 public:
-    using std::runtime_error::runtime_error;
+    /// `id`: the catalogue id (docs/errors.md); `message`: what went wrong, and where.
+    error(std::string_view id, const std::string& message) : std::runtime_error(message), id_(id) {}
+    /// TRANSITIONAL (issue 13): an error without a catalogue id. Every throw site is being given
+    /// its id; this constructor is removed once none is left.
+    explicit error(const std::string& message) : std::runtime_error(message) {}
+
+    /// The catalogue id, e.g. "E13".
+    std::string_view id() const noexcept { return id_; }
+
+private:
+    std::string id_;
 };
 
 /// A file could not be opened, mapped or read.
@@ -46,6 +59,13 @@ public:
 
 /// The device (a GPU, its runtime or a library on it) reported a failure.
 class device_error : public error {
+public:
+    using error::error;
+};
+
+/// The API was misused: a precondition of a call does not hold (views of mismatched shapes, an
+/// index outside its range, an option outside its domain given by code rather than by data).
+class usage_error : public error {
 public:
     using error::error;
 };
