@@ -179,7 +179,7 @@ private:
         forward_cost cost;
         row.histogram.assign(static_cast<std::size_t>(L_), 0.0);
         for (const auto& b : dev.batches(32)) {
-            const classifier_output out = m_.encoder().classify(cpu_, b, heads, policy);
+            const classifier_output out = classify(m_.encoder(), cpu_, b, heads, policy);
             outputs.insert(outputs.end(), out.logits.begin(), out.logits.end());
             cost += out.cost;
             for (const auto e : out.exit_layers) row.histogram[static_cast<std::size_t>(e - 1)] += 1.0;
@@ -189,8 +189,8 @@ private:
         row.quality = quality(dev, outputs, heads.outputs());
         row.flops_speedup = cost.flops_speedup();
         std::tie(row.wall_b1, row.wall_b32) = wall_speedups(
-            dev, [&](const packed_batch& b) { (void)m_.encoder().classify(cpu_, b, dense_heads, no_exit{}); },
-            [&](const packed_batch& b) { (void)m_.encoder().classify(cpu_, b, heads, policy); });
+            dev, [&](const packed_batch& b) { (void)classify(m_.encoder(), cpu_, b, dense_heads, no_exit{}); },
+            [&](const packed_batch& b) { (void)classify(m_.encoder(), cpu_, b, heads, policy); });
         add(std::move(row));
     }
 
@@ -280,7 +280,7 @@ private:
             row.layers_per_token = cost.average_layers();
             row.note = "token-level exits only";
             std::tie(row.wall_b1, row.wall_b32) = wall_speedups(
-                dev, [&](const packed_batch& b) { (void)m_.encoder().classify(cpu_, b, deebert, no_exit{}); },
+                dev, [&](const packed_batch& b) { (void)classify(m_.encoder(), cpu_, b, deebert, no_exit{}); },
                 [&](const packed_batch& b) {
                     const auto e = m_.pooling().apply(m_.encoder().forward(cpu_, b, hashee));
                     (void)probe.predict({e.data(), b.sequences(), d});

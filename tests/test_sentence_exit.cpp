@@ -231,7 +231,7 @@ TEMPLATE_TEST_CASE("batched sentence exits equal the per-sample reference and ea
     using S = std::remove_cvref_t<decltype(sentence)>;
     const int L = 6, depth = sentence.depth(L);
 
-    const classifier_output out = f.m.encoder().classify(f.cpu, f.batch, heads, policy);
+    const classifier_output out = classify(f.m.encoder(), f.cpu, f.batch, heads, policy);
     REQUIRE(out.sequences() == f.batch.sequences());
     REQUIRE(out.outputs == 2);
 
@@ -265,7 +265,7 @@ TEMPLATE_TEST_CASE("batched sentence exits equal the per-sample reference and ea
         packed_batch one;
         const auto first = static_cast<std::size_t>(f.batch.offsets[s]), n = static_cast<std::size_t>(f.batch.length(s));
         one.push_back(std::span(f.batch.ids).subspan(first, n), std::span(f.batch.type_ids).subspan(first, n));
-        const auto alone = f.m.encoder().classify(f.cpu, one, heads, policy);
+        const auto alone = classify(f.m.encoder(), f.cpu, one, heads, policy);
         CAPTURE(s);
         CHECK(alone.exit_layers[0] == out.exit_layers[static_cast<std::size_t>(s)]);
         CHECK(max_abs_diff(alone.logits_of(0), out.logits_of(s)) <= 1e-4f);
@@ -293,18 +293,18 @@ TEST_CASE("static-k and no-exit classification equal the dense forward's heads",
     const classifier_heads& heads = f.mean_heads.heads;
     const auto rows = f.reference_rows(no_exit{}, head_input::mean);
     for (int k : {1, 3, 6}) {
-        const auto out = f.m.encoder().classify(f.cpu, f.batch, heads, static_exit{k});
+        const auto out = classify(f.m.encoder(), f.cpu, f.batch, heads, static_exit{k});
         CHECK(max_abs_diff(out.logits, sentence_fixture::head_logits(heads, k, rows[static_cast<std::size_t>(k - 1)])) <= 1e-4f);
         CHECK(out.cost.layers.size() == static_cast<std::size_t>(k));
         CHECK(out.cost.flops_speedup() == Approx(static_cast<double>(out.cost.dense.total()) / out.cost.actual.total()));
     }
-    const auto dense = f.m.encoder().classify(f.cpu, f.batch, heads, no_exit{});
+    const auto dense = classify(f.m.encoder(), f.cpu, f.batch, heads, no_exit{});
     CHECK(dense.cost.flops_speedup() == 1.0);
 }
 
 TEST_CASE("regression heads exit with patience and tau", "[exit]") {
     const auto& f = sentence_fixture::get();
-    const auto out = f.m.encoder().classify(f.cpu, f.batch, f.regression_heads, patience_exit{1, 0.05});
+    const auto out = classify(f.m.encoder(), f.cpu, f.batch, f.regression_heads, patience_exit{1, 0.05});
     REQUIRE(out.outputs == 1);
     const auto rows = f.reference_rows(no_exit{}, head_input::mean);
     for (index_t s = 0; s < f.batch.sequences(); ++s) {
@@ -316,10 +316,10 @@ TEST_CASE("regression heads exit with patience and tau", "[exit]") {
 TEST_CASE("classify rejects heads for another depth and bad batches", "[exit][errors]") {
     const auto& f = sentence_fixture::get();
     const classifier_heads four(4, f.pooler, 2, false, 1);
-    CHECK_THROWS_AS(f.m.encoder().classify(f.cpu, f.batch, four, entropy_exit{0.1}), input_error);
-    CHECK_THROWS_WITH(f.m.encoder().classify(f.cpu, f.batch, four, entropy_exit{0.1}), Contains("heads are for 4 layers"));
-    CHECK_THROWS_WITH(f.m.encoder().classify(f.cpu, packed_batch{}, f.cls_heads.heads, entropy_exit{0.1}), Contains("empty batch"));
-    CHECK_THROWS_WITH(f.m.encoder().classify(f.cpu, f.batch, f.regression_heads, entropy_exit{0.1}), Contains("needs classification heads"));
+    CHECK_THROWS_AS(classify(f.m.encoder(), f.cpu, f.batch, four, entropy_exit{0.1}), input_error);
+    CHECK_THROWS_WITH(classify(f.m.encoder(), f.cpu, f.batch, four, entropy_exit{0.1}), Contains("heads are for 4 layers"));
+    CHECK_THROWS_WITH(classify(f.m.encoder(), f.cpu, packed_batch{}, f.cls_heads.heads, entropy_exit{0.1}), Contains("empty batch"));
+    CHECK_THROWS_WITH(classify(f.m.encoder(), f.cpu, f.batch, f.regression_heads, entropy_exit{0.1}), Contains("needs classification heads"));
 }
 
 TEST_CASE("layer features hold the rows the heads read, under a token policy too", "[exit][head_training]") {
@@ -368,8 +368,8 @@ TEMPLATE_LIST_TEST_CASE("sentence exits give the same exits and logits on every 
     const auto& r = test::real_model<TestType>::get();
     const head_set& set = f.reading(head_input::mean);
     auto same = [&](const auto& policy) {
-        const classifier_output want = f.m.encoder().classify(f.cpu, f.batch, set.heads, policy);
-        const classifier_output got = r.m.encoder().classify(r.backend, f.batch, set.heads, policy);
+        const classifier_output want = classify(f.m.encoder(), f.cpu, f.batch, set.heads, policy);
+        const classifier_output got = classify(r.m.encoder(), r.backend, f.batch, set.heads, policy);
         CHECK(got.exit_layers == want.exit_layers);
         CHECK(max_abs_diff(got.logits, want.logits) <= 1e-4f);
         CHECK(got.cost.actual.total() == want.cost.actual.total());
@@ -377,6 +377,6 @@ TEMPLATE_LIST_TEST_CASE("sentence exits give the same exits and logits on every 
     same(entropy_exit{set.median_entropy});
     same(patience_exit{2});
     same(composed_case::make(f, set));
-    const classifier_output fastbert_like = r.m.encoder().classify(r.backend, f.batch, f.cls_heads.heads, fastbert_exit{0.9});
-    CHECK(fastbert_like.exit_layers == f.m.encoder().classify(f.cpu, f.batch, f.cls_heads.heads, fastbert_exit{0.9}).exit_layers);
+    const classifier_output fastbert_like = classify(r.m.encoder(), r.backend, f.batch, f.cls_heads.heads, fastbert_exit{0.9});
+    CHECK(fastbert_like.exit_layers == classify(f.m.encoder(), f.cpu, f.batch, f.cls_heads.heads, fastbert_exit{0.9}).exit_layers);
 }

@@ -30,6 +30,7 @@
 #include <hashee/eval/metrics.hpp>
 #include <hashee/eval/probe.hpp>
 #include <hashee/exit/classifier_output.hpp>
+#include <hashee/exit/classify.hpp>
 #include <hashee/exit/exit_heads.hpp>
 #include <hashee/exit/sentence_exit.hpp>
 #include <hashee/exit/fastbert_heads.hpp>

@@ -1,7 +1,7 @@
 // Must not compile: classification with "heads" that cannot produce logits. The diagnostic
 // names internal_classifiers.
 #include <hashee/backend/eigen_cpu.hpp>
-#include <hashee/model/encoder.hpp>
+#include <hashee/exit/classify.hpp>
 
 struct no_logits_heads {
     hashee::head_input input() const { return hashee::head_input::cls; }
@@ -12,5 +12,5 @@ struct no_logits_heads {
 int main() {
     const hashee::bert_encoder<hashee::eigen_cpu>* encoder = nullptr;
     const hashee::eigen_cpu* cpu = nullptr;
-    (void)encoder->classify(*cpu, hashee::packed_batch{}, no_logits_heads{}, hashee::entropy_exit{0.1});
+    (void)hashee::classify(*encoder, *cpu, hashee::packed_batch{}, no_logits_heads{}, hashee::entropy_exit{0.1});
 }

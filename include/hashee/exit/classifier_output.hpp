@@ -1,5 +1,5 @@
 #pragma once
-// What an early-exit classification returns (bert_encoder::classify): per sample, the logits
+// What an early-exit classification returns (classify, classify.hpp): per sample, the logits
 // of the head it left with and that head's layer, and the cost of what ran.
 
 #include <algorithm>

@@ -2,12 +2,14 @@
 // The BERT encoder: embeddings, post-LayerNorm transformer layers, pooler, over a packed batch
 // (padding never enters a layer, so it is masked by construction). Written once against the
 // backend concepts; immutable after construction and safe to share across threads.
+// forward, observe and the exit layer's classify (exit/classify.hpp) all drive one
+// forward_state: a forward in progress that steps one layer at a time.
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <memory>
-#include <numeric>
-#include <stdexcept>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,11 +18,9 @@
 #include <hashee/model/bert_weights.hpp>
 #include <hashee/core/config.hpp>
 #include <hashee/core/cost.hpp>
-#include <hashee/exit/classifier_output.hpp>
+#include <hashee/core/error.hpp>
 #include <hashee/model/encoder_output.hpp>
-#include <hashee/exit/exit_heads.hpp>
 #include <hashee/model/token_exit.hpp>
-#include <hashee/exit/sentence_exit.hpp>
 #include <hashee/core/matrix_view.hpp>
 #include <hashee/core/packed_batch.hpp>
 
@@ -35,6 +35,21 @@ public:
     const bert_config& config() const { return config_; }
     const bert_weights<B>& weights() const { return *weights_; }
 
+    template <kv_semantics KV>
+    class forward_state;
+
+    /// Starts a forward under a token-level policy: validates the batch (input_error), gives
+    /// every token its exit layer and embeds the batch; no layer has run yet. The state keeps
+    /// references to `backend` and this encoder, which must outlive it.
+    template <token_exit_policy P>
+    forward_state<P::kv> begin(const B& backend, const packed_batch& batch, const P& policy) const {
+        return forward_state<P::kv>(backend, *this, batch, policy);
+    }
+    /// Starts a dense forward (every token runs every layer).
+    forward_state<kv_semantics::keep> begin(const B& backend, const packed_batch& batch) const {
+        return begin(backend, batch, no_exit{});
+    }
+
     /// Runs every layer on every real token. Throws input_error for an invalid batch.
     encoder_output forward(const B& backend, const packed_batch& batch) const { return forward(backend, batch, no_exit{}); }
 
@@ -42,13 +57,9 @@ public:
     /// an exited token is frozen and carried to the output. Counts the cost of what ran.
     template <token_exit_policy P>
     encoder_output forward(const B& backend, const packed_batch& batch, const P& policy) const {
-        run r(backend, *this, batch, policy);
-        for (int l = 1; l <= config_.num_hidden_layers; ++l) run_layer<P::kv>(backend, r, l);
-        r.cost.dense = dense_macs(config_, std::span<const std::int32_t>(lengths(batch)));
-        encoder_output out = finish(backend, batch, r.device.offsets, r.ws.h);
-        out.exits = std::move(r.exits);
-        out.cost = std::move(r.cost);
-        return out;
+        forward_state<P::kv> state = begin(backend, batch, policy);
+        while (!state.done()) state.step();
+        return std::move(state).finish();
     }
 
     /// Calls observe(layer, states, offsets) after every layer l = 1..L of a forward under a
@@ -57,28 +68,12 @@ public:
     template <token_exit_policy P, class Observer>
         requires std::invocable<Observer&, int, const_matrix_view<float>, std::span<const std::int32_t>>
     forward_cost observe(const B& backend, const packed_batch& batch, const P& policy, Observer&& observe) const {
-        run r(backend, *this, batch, policy);
-        for (int l = 1; l <= config_.num_hidden_layers; ++l) {
-            run_layer<P::kv>(backend, r, l);
-            observe(l, const_matrix_view<float>(r.ws.h), std::span<const std::int32_t>(batch.offsets));
+        forward_state<P::kv> state = begin(backend, batch, policy);
+        while (!state.done()) {
+            state.step();
+            observe(state.layer(), state.hidden(), std::span<const std::int32_t>(state.batch().offsets));
         }
-        r.cost.dense = dense_macs(config_, std::span<const std::int32_t>(lengths(batch)));
-        return std::move(r.cost);
-    }
-
-    /// Classification with sentence-level exits (sentence_exit.hpp): after each layer the
-    /// samples still running show their head's logits to the policy; those it lets go leave
-    /// the batch, and the rest run on, compacted (their rows gathered, offsets rebuilt). A
-    /// composed_exit also applies its token-level policy inside every sample. The cost counts
-    /// the layers and heads that ran; its dense side is every sample through every layer and
-    /// head L.
-    template <internal_classifiers H, classification_exit_policy P>
-    classifier_output classify(const B& backend, const packed_batch& batch, const H& heads, const P& policy) const {
-        if constexpr (sentence_exit_policy<P>) {
-            return classify_impl(backend, batch, heads, no_exit{}, policy);
-        } else {
-            return classify_impl(backend, batch, heads, policy.token, policy.sentence);
-        }
+        return std::move(state).take_cost();
     }
 
 private:
@@ -154,8 +149,8 @@ private:
             if (count == p.tokens() || count == 0) return; // the dense path needs no index lists
             const index_t listed = b.select_rows(exits_dev, layer, {rows_dev.data(), p.tokens()});
             if (listed != count)
-                throw std::logic_error("active_rows: the backend selected " + std::to_string(listed) + " rows, not " +
-                                       std::to_string(count));
+                throw usage_error("U33", "active_rows: the backend selected " + std::to_string(listed) + " rows, not " +
+                                             std::to_string(count));
             b.upload(std::span<const std::int32_t>(offsets), offsets_dev.data());
         }
         vector_view<const std::int32_t> rows_view() const { return {rows_dev.data(), count}; }
@@ -176,64 +171,13 @@ private:
         }
     };
 
-    /// A forward in progress: the sequences still running (host and device copies), their
-    /// tokens' exit layers (host and device copies), the activations, and the cost so far.
-    struct run {
-        packed_batch batch;
-        std::vector<std::uint8_t> exits;
-        ibuf exits_dev;
-        device_batch device;
-        workspace ws;
-        active_rows active;
-        forward_cost cost;
-
-        template <token_exit_policy P>
-        run(const B& b, const bert_encoder& enc, const packed_batch& p, const P& policy)
-            : batch((p.validate(enc.config_), p)), exits(token_exits(enc.config_, p, policy)),
-              exits_dev(b.template allocate<std::int32_t>(p.tokens())), device(b, p),
-              ws(b, p.tokens(), enc.config_.hidden_size, enc.config_.intermediate_size), active(b, p) {
-            upload_exits(b);
-            enc.embed(b, device, ws.h);
-        }
-        vector_view<const std::int32_t> exits_view() const { return {exits_dev.data(), batch.tokens()}; }
-        void upload_exits(const B& b) {
-            const std::vector<std::int32_t> wide(exits.begin(), exits.end());
-            b.upload(std::span<const std::int32_t>(wide), exits_dev.data());
-        }
-
-        /// Keeps the running sequences whose `leaving` flag is false: their rows are gathered to
-        /// the front of the hidden states and the index arrays are rebuilt.
-        void compact(const B& b, const std::vector<bool>& leaving) {
-            packed_batch kept;
-            std::vector<std::uint8_t> kept_exits;
-            std::vector<std::int32_t> rows;
-            for (index_t s = 0; s < batch.sequences(); ++s) {
-                if (leaving[static_cast<std::size_t>(s)]) continue;
-                const auto first = static_cast<std::size_t>(batch.offsets[s]), n = static_cast<std::size_t>(batch.length(s));
-                kept.push_back(std::span(batch.ids).subspan(first, n), std::span(batch.type_ids).subspan(first, n));
-                kept_exits.insert(kept_exits.end(), exits.begin() + batch.offsets[s], exits.begin() + batch.offsets[s + 1]);
-                for (std::int32_t t = batch.offsets[s]; t < batch.offsets[s + 1]; ++t) rows.push_back(t);
-            }
-            const index_t m = kept.tokens();
-            ibuf rows_dev = device_batch::upload(b, rows);
-            b.gather_rows(const_matrix_view<float>(ws.h), {rows_dev.data(), m}, {ws.x_buf.data(), m, ws.d});
-            std::swap(ws.h_buf, ws.x_buf);
-            ws.use_rows(m);
-            b.upload(std::span<const std::int32_t>(kept.offsets), device.offsets.data());
-            device.tokens = m;
-            device.sequences = kept.sequences();
-            batch = std::move(kept);
-            exits = std::move(kept_exits);
-            upload_exits(b);
-        }
-    };
-
     template <token_exit_policy P>
     static std::vector<std::uint8_t> token_exits(const bert_config& c, const packed_batch& batch, const P& policy) {
         std::vector<std::uint8_t> exits(static_cast<std::size_t>(batch.tokens()));
         policy.exit_layers(batch, exits);
         for (std::size_t t = 0; t < exits.size(); ++t) {
-            if (exits[t] == 0) throw input_error("token " + std::to_string(t) + " of the batch was given exit layer 0");
+            if (exits[t] == 0)
+                throw usage_error("U32", "token " + std::to_string(t) + " of the batch was given exit layer 0");
             exits[t] = static_cast<std::uint8_t>(std::min<int>(exits[t], c.num_hidden_layers));
         }
         return exits;
@@ -243,92 +187,6 @@ private:
         std::vector<std::int32_t> n;
         for (index_t s = 0; s < p.sequences(); ++s) n.push_back(static_cast<std::int32_t>(p.length(s)));
         return n;
-    }
-
-    /// Layer l on the running sequences' active tokens; appends what ran to the cost.
-    template <kv_semantics KV>
-    void run_layer(const B& b, run& r, int l) const {
-        const layer_weights& lw = weights_->layers()[static_cast<std::size_t>(l - 1)];
-        const vector_view<const std::int32_t> offsets = r.device.offsets_view();
-        r.active.select(b, r.batch, r.exits, r.exits_view(), l);
-        if (r.active.count == r.batch.tokens()) {
-            layer(b, lw, offsets, r.ws);
-        } else if (r.active.count > 0) {
-            packed_layer<KV>(b, lw, offsets, r.active, r.ws);
-        }
-        r.cost.layers.push_back(r.active.cost(config_, r.batch, KV));
-        r.cost.actual += r.cost.layers.back().cost;
-    }
-
-    template <internal_classifiers H, token_exit_policy T, sentence_exit_policy S>
-    classifier_output classify_impl(const B& b, const packed_batch& batch, const H& heads, const T& token_policy,
-                                    const S& policy) const {
-        const int L = config_.num_hidden_layers, depth = policy.depth(L);
-        if (heads.num_layers() != L)
-            throw input_error("classify: the heads are for " + std::to_string(heads.num_layers()) + " layers, the model has " +
-                              std::to_string(L));
-        if (depth < 1 || depth > L)
-            throw input_error("classify: the policy's depth " + std::to_string(depth) + " is outside 1.." + std::to_string(L));
-        run r(b, *this, batch, token_policy);
-        const index_t C = heads.outputs(), d = config_.hidden_size;
-        classifier_output out;
-        out.outputs = C;
-        out.logits.assign(static_cast<std::size_t>(batch.sequences() * C), 0.0f);
-        out.exit_layers.assign(static_cast<std::size_t>(batch.sequences()), 0);
-        std::vector<typename S::sample_state> states(static_cast<std::size_t>(batch.sequences()));
-        std::vector<index_t> origin(static_cast<std::size_t>(batch.sequences())); // running sequence -> input index
-        for (std::size_t s = 0; s < origin.size(); ++s) origin[s] = static_cast<index_t>(s);
-        const head_input input = heads.input();
-        std::vector<float> tokens_host, sentences_host, logits;
-        std::vector<std::int32_t> one_row_each;
-        for (int l = 1; l <= depth; ++l) {
-            run_layer<T::kv>(b, r, l);
-            if (!S::reads_every_layer && l < depth) continue;
-            const index_t running = r.batch.sequences();
-            // The rows the heads read, on the host: every token's, or one row per sequence
-            // ([CLS] or the mean); the policies see one row per sequence ([CLS] for all tokens).
-            tokens_host.resize(static_cast<std::size_t>(r.batch.tokens() * d));
-            b.download(static_cast<const float*>(r.ws.h.data), std::span<float>(tokens_host));
-            const const_matrix_view<float> tokens(tokens_host.data(), r.batch.tokens(), d);
-            const std::span<const std::int32_t> token_offsets(r.batch.offsets);
-            detail::sentence_rows(input == head_input::mean ? head_input::mean : head_input::cls, tokens, token_offsets,
-                                  sentences_host);
-            one_row_each.resize(static_cast<std::size_t>(running) + 1);
-            std::iota(one_row_each.begin(), one_row_each.end(), 0);
-            logits.resize(static_cast<std::size_t>(running * C));
-            if (input == head_input::all_tokens)
-                heads.logits(l, tokens, token_offsets, matrix_view<float>(logits.data(), running, C));
-            else
-                heads.logits(l, const_matrix_view<float>(sentences_host.data(), running, d),
-                             std::span<const std::int32_t>(one_row_each), matrix_view<float>(logits.data(), running, C));
-            std::vector<bool> leaving(static_cast<std::size_t>(running));
-            bool any = false, all = true;
-            for (index_t s = 0; s < running; ++s) {
-                const std::int64_t head_cost = heads.macs(l, r.batch.length(s));
-                r.cost.layers.back().cost.heads += head_cost;
-                r.cost.actual.heads += head_cost;
-                const std::span<const float> z(logits.data() + s * C, static_cast<std::size_t>(C));
-                const exit_signal signal{l, L, z, std::span<const float>(sentences_host.data() + s * d, static_cast<std::size_t>(d))};
-                const index_t who = origin[static_cast<std::size_t>(s)];
-                if (l == depth || policy.should_exit(states[static_cast<std::size_t>(who)], signal)) {
-                    std::copy(z.begin(), z.end(), out.logits.begin() + who * C);
-                    out.exit_layers[static_cast<std::size_t>(who)] = static_cast<std::uint8_t>(l);
-                    leaving[static_cast<std::size_t>(s)] = any = true;
-                } else {
-                    all = false;
-                }
-            }
-            if (all) break;
-            if (any) {
-                r.compact(b, leaving);
-                std::erase_if(origin, [&, i = std::size_t{0}](index_t) mutable { return leaving[i++]; });
-            }
-        }
-        const auto n = lengths(batch);
-        r.cost.dense = dense_macs(config_, std::span<const std::int32_t>(n));
-        for (const std::int32_t len : n) r.cost.dense.heads += heads.macs(L, len);
-        out.cost = std::move(r.cost);
-        return out;
     }
 
     void embed(const B& b, const device_batch& db, matrix_view<float> h) const {
@@ -380,8 +238,8 @@ private:
         b.scatter_rows(x, act.rows_view(), ws.h);
     }
 
-    /// Copies the final states to the host and applies the pooler to each [CLS].
-    encoder_output finish(const B& b, const packed_batch& batch, const ibuf& offsets, matrix_view<float> h) const {
+    /// Copies the states to the host and applies the pooler to each [CLS].
+    encoder_output output(const B& b, const packed_batch& batch, const ibuf& offsets, matrix_view<float> h) const {
         const index_t d = config_.hidden_size, s = batch.sequences();
         encoder_output out;
         out.hidden_size = d;
@@ -398,6 +256,141 @@ private:
         return out;
     }
 
+public:
+    /// A forward in progress, one layer at a time: the sequences still running (host and
+    /// backend copies), their tokens' exit layers, the activations and the cost so far. KV is
+    /// what exited tokens are to the layers above (the token policy's kv). Made by begin();
+    /// forward, observe and classify (exit/classify.hpp) are loops over step(). Not copyable
+    /// or movable (it holds views into its own buffers); it refers to the backend and the
+    /// encoder it was begun with.
+    template <kv_semantics KV>
+    class forward_state {
+    public:
+        static constexpr kv_semantics kv = KV;
+
+        forward_state(const forward_state&) = delete;
+        forward_state& operator=(const forward_state&) = delete;
+
+        /// The layers run so far (0 after begin) and the model's depth.
+        int layer() const { return layer_; }
+        int num_layers() const { return enc_->config_.num_hidden_layers; }
+        bool done() const { return layer_ == num_layers(); }
+
+        /// Runs the next layer on the running sequences' active tokens (exit layer >= it) and
+        /// appends what ran to the cost. usage_error U31 once every layer has run.
+        void step() {
+            if (done())
+                throw usage_error("U31", "forward_state::step: all " + std::to_string(num_layers()) + " layers have run");
+            ++layer_;
+            const B& b = *backend_;
+            const layer_weights& lw = enc_->weights_->layers()[static_cast<std::size_t>(layer_ - 1)];
+            const vector_view<const std::int32_t> offsets = device_.offsets_view();
+            active_.select(b, batch_, exits_, exits_view(), layer_);
+            if (active_.count == batch_.tokens()) {
+                enc_->layer(b, lw, offsets, ws_);
+            } else if (active_.count > 0) {
+                enc_->template packed_layer<KV>(b, lw, offsets, active_, ws_);
+            }
+            cost_.layers.push_back(active_.cost(enc_->config_, batch_, KV));
+            cost_.actual += cost_.layers.back().cost;
+        }
+
+        /// The running tokens' states after layer(), [tokens, hidden], in the backend's memory;
+        /// valid until the next step or compact.
+        const_matrix_view<float> hidden() const { return const_matrix_view<float>(ws_.h); }
+        /// The running sequences (host): the batch begin() got, less the samples compacted out.
+        const packed_batch& batch() const { return batch_; }
+        /// The running tokens' exit layers (1..L), in packed order.
+        std::span<const std::uint8_t> exits() const { return exits_; }
+
+        /// The cost so far: every layer that ran (shapes and MACs) and their total; its dense
+        /// side is every sequence begin() got through every layer.
+        const forward_cost& cost() const { return cost_; }
+        /// Counts `macs` of work beside the encoder (an exit head) on the last layer that ran
+        /// and in the total. usage_error U31 before the first step.
+        void add_head_macs(std::int64_t macs) {
+            if (cost_.layers.empty()) throw usage_error("U31", "forward_state::add_head_macs: no layer has run yet");
+            cost_.layers.back().cost.heads += macs;
+            cost_.actual.heads += macs;
+        }
+
+        /// Removes the running sequences whose `leaving` flag is set (one flag per running
+        /// sequence; at least one must stay, else usage_error U31): the rows of those that stay
+        /// are gathered to the front of the hidden states, their offsets and exit layers
+        /// rebuilt, in their order.
+        void compact(const std::vector<bool>& leaving) {
+            if (static_cast<index_t>(leaving.size()) != batch_.sequences())
+                throw usage_error("U31", "forward_state::compact: " + std::to_string(leaving.size()) + " flags for " +
+                                             std::to_string(batch_.sequences()) + " running sequences");
+            if (std::find(leaving.begin(), leaving.end(), false) == leaving.end())
+                throw usage_error("U31", "forward_state::compact: every sequence leaves (stop the forward instead)");
+            const B& b = *backend_;
+            packed_batch kept;
+            std::vector<std::uint8_t> kept_exits;
+            std::vector<std::int32_t> rows;
+            for (index_t s = 0; s < batch_.sequences(); ++s) {
+                if (leaving[static_cast<std::size_t>(s)]) continue;
+                const auto first = static_cast<std::size_t>(batch_.offsets[s]), n = static_cast<std::size_t>(batch_.length(s));
+                kept.push_back(std::span(batch_.ids).subspan(first, n), std::span(batch_.type_ids).subspan(first, n));
+                kept_exits.insert(kept_exits.end(), exits_.begin() + batch_.offsets[s], exits_.begin() + batch_.offsets[s + 1]);
+                for (std::int32_t t = batch_.offsets[s]; t < batch_.offsets[s + 1]; ++t) rows.push_back(t);
+            }
+            const index_t m = kept.tokens();
+            ibuf rows_dev = device_batch::upload(b, rows);
+            b.gather_rows(const_matrix_view<float>(ws_.h), {rows_dev.data(), m}, {ws_.x_buf.data(), m, ws_.d});
+            std::swap(ws_.h_buf, ws_.x_buf);
+            ws_.use_rows(m);
+            b.upload(std::span<const std::int32_t>(kept.offsets), device_.offsets.data());
+            device_.tokens = m;
+            device_.sequences = kept.sequences();
+            batch_ = std::move(kept);
+            exits_ = std::move(kept_exits);
+            upload_exits();
+        }
+
+        /// The running sequences' states after layer() on the host, the pooler applied to each
+        /// [CLS], their exit layers and the cost. Ends the forward.
+        encoder_output finish() && {
+            encoder_output out = enc_->output(*backend_, batch_, device_.offsets, ws_.h);
+            out.exits = std::move(exits_);
+            out.cost = std::move(cost_);
+            return out;
+        }
+        /// The cost, without the states. Ends the forward.
+        forward_cost take_cost() && { return std::move(cost_); }
+
+    private:
+        friend class bert_encoder;
+
+        template <token_exit_policy P>
+        forward_state(const B& b, const bert_encoder& enc, const packed_batch& p, const P& policy)
+            : backend_(&b), enc_(&enc), batch_((p.validate(enc.config_), p)), exits_(token_exits(enc.config_, p, policy)),
+              exits_dev_(b.template allocate<std::int32_t>(p.tokens())), device_(b, p),
+              ws_(b, p.tokens(), enc.config_.hidden_size, enc.config_.intermediate_size), active_(b, p) {
+            upload_exits();
+            enc.embed(b, device_, ws_.h);
+            cost_.dense = dense_macs(enc.config_, std::span<const std::int32_t>(lengths(p)));
+        }
+
+        vector_view<const std::int32_t> exits_view() const { return {exits_dev_.data(), batch_.tokens()}; }
+        void upload_exits() {
+            const std::vector<std::int32_t> wide(exits_.begin(), exits_.end());
+            backend_->upload(std::span<const std::int32_t>(wide), exits_dev_.data());
+        }
+
+        const B* backend_;
+        const bert_encoder* enc_;
+        packed_batch batch_;
+        std::vector<std::uint8_t> exits_;
+        ibuf exits_dev_;
+        device_batch device_;
+        workspace ws_;
+        active_rows active_;
+        forward_cost cost_;
+        int layer_ = 0;
+    };
+
+private:
     float eps() const { return static_cast<float>(config_.layer_norm_eps); }
 
     bert_config config_;
