@@ -162,6 +162,33 @@ struct composed_case {
     }
 };
 
+/// A sentence-level policy whose depth is 0 (a broken contract).
+struct no_depth {
+    struct sample_state {};
+    static constexpr bool reads_every_layer = false;
+    int depth(int) const { return 0; }
+    bool should_exit(sample_state&, const exit_signal&) const { return false; }
+};
+/// A token-level policy that gives every token exit layer 0 (a broken contract).
+struct exit_at_zero {
+    static constexpr kv_semantics kv = kv_semantics::keep;
+    void exit_layers(const packed_batch&, std::span<std::uint8_t> exits) const { std::fill(exits.begin(), exits.end(), 0); }
+};
+/// The odd tokens leave after layer 1, the others run on.
+struct odd_tokens_exit_first {
+    static constexpr kv_semantics kv = kv_semantics::keep;
+    void exit_layers(const packed_batch&, std::span<std::uint8_t> exits) const {
+        for (std::size_t t = 0; t < exits.size(); ++t) exits[t] = t % 2 ? 1 : 6;
+    }
+};
+/// eigen_cpu whose stream compaction lists one row too few (a broken backend).
+struct lying_cpu : eigen_cpu {
+    using eigen_cpu::eigen_cpu;
+    index_t select_rows(vector_view<const std::int32_t> exit_layers, int layer, vector_view<std::int32_t> rows) const {
+        return eigen_cpu::select_rows(exit_layers, layer, rows) - 1;
+    }
+};
+
 template <class P>
 const auto& token_policy_of(const P& p) {
     if constexpr (sentence_exit_policy<P>) {
@@ -195,7 +222,8 @@ TEST_CASE("entropy, FastBERT, patience and static exits follow their rules", "[e
     fastbert_exit::sample_state fb;
     CHECK(fastbert_exit{0.999}.should_exit(fb, signal_at(1, logits_of(0.5, 0))));      // u < 1
     CHECK_FALSE(fastbert_exit{0.5}.should_exit(fb, signal_at(1, logits_of(0.01, 0)))); // u ~ 1
-    CHECK_THROWS_WITH(entropy_exit{0.1}.should_exit(none, signal_at(1, {0.3f})), Contains("needs classification heads"));
+    CHECK_THROWS_ID_AS(entropy_exit{0.1}.should_exit(none, signal_at(1, {0.3f})), input_error, "E26");
+    CHECK_THROWS_ID_AS(fastbert_exit{0.1}.should_exit(fb, signal_at(1, {0.3f})), input_error, "E26");
 
     // Patience 2: the argmax sequence 0, 1, 1, 1 agrees twice in a row only at the 4th layer.
     const patience_exit p{2};
@@ -213,8 +241,9 @@ TEST_CASE("entropy, FastBERT, patience and static exits follow their rules", "[e
 
     CHECK(static_exit{4}.depth(6) == 4);
     CHECK(static_exit{9}.depth(6) == 6);
-    CHECK_THROWS_WITH(static_exit{0}.depth(6), Contains("k must be at least 1"));
-    CHECK_THROWS_WITH(patience_exit{0}.depth(6), Contains("patience must be at least 1"));
+    CHECK_THROWS_ID_AS(static_exit{0}.depth(6), usage_error, "U38");
+    CHECK_THROWS_ID_AS(patience_exit{0}.depth(6), usage_error, "U38");
+    CHECK_THROWS_ID_AS(learned_exit<first_feature_predictor>{}.depth(6), usage_error, "U38");
     CHECK(no_exit{}.depth(6) == 6);
 }
 
@@ -316,10 +345,132 @@ TEST_CASE("regression heads exit with patience and tau", "[exit]") {
 TEST_CASE("classify rejects heads for another depth and bad batches", "[exit][errors]") {
     const auto& f = sentence_fixture::get();
     const classifier_heads four(4, f.pooler, 2, false, 1);
-    CHECK_THROWS_AS(classify(f.m.encoder(), f.cpu, f.batch, four, entropy_exit{0.1}), input_error);
-    CHECK_THROWS_WITH(classify(f.m.encoder(), f.cpu, f.batch, four, entropy_exit{0.1}), Contains("heads are for 4 layers"));
+    CHECK_THROWS_ID_AS(classify(f.m.encoder(), f.cpu, f.batch, four, entropy_exit{0.1}), input_error, "E25");
+    // The batch is checked by the encoder (its id is packed_batch's).
+    CHECK_THROWS_AS(classify(f.m.encoder(), f.cpu, packed_batch{}, f.cls_heads.heads, entropy_exit{0.1}), input_error);
     CHECK_THROWS_WITH(classify(f.m.encoder(), f.cpu, packed_batch{}, f.cls_heads.heads, entropy_exit{0.1}), Contains("empty batch"));
-    CHECK_THROWS_WITH(classify(f.m.encoder(), f.cpu, f.batch, f.regression_heads, entropy_exit{0.1}), Contains("needs classification heads"));
+    CHECK_THROWS_ID_AS(classify(f.m.encoder(), f.cpu, f.batch, f.regression_heads, entropy_exit{0.1}), input_error, "E26");
+    CHECK_THROWS_ID_AS(classify(f.m.encoder(), f.cpu, f.batch, f.cls_heads.heads, no_depth{}), usage_error, "U30");
+    CHECK_THROWS_ID_AS(f.m.encoder().forward(f.cpu, f.batch, exit_at_zero{}), usage_error, "U32");
+}
+
+TEST_CASE("a forward stepped by hand equals forward, and compacting keeps the samples that stay", "[exit][encoder]") {
+    const auto& f = sentence_fixture::get();
+    const auto& enc = f.m.encoder();
+    const encoder_output whole = enc.forward(f.cpu, f.batch);
+
+    auto state = enc.begin(f.cpu, f.batch);
+    CHECK(state.layer() == 0);
+    CHECK(state.num_layers() == 6);
+    CHECK_THROWS_ID_AS(state.add_head_macs(1), usage_error, "U31");
+    while (!state.done()) {
+        state.step();
+        CHECK(state.hidden().rows == f.batch.tokens());
+        CHECK(state.cost().layers.size() == static_cast<std::size_t>(state.layer()));
+    }
+    CHECK_THROWS_ID_AS(state.step(), usage_error, "U31");
+    CHECK_THROWS_ID_AS(state.compact(std::vector<bool>(3, true)), usage_error, "U31");
+    CHECK_THROWS_ID_AS(state.compact(std::vector<bool>(static_cast<std::size_t>(f.batch.sequences()), true)), usage_error, "U31");
+    const encoder_output stepped = std::move(state).finish();
+    CHECK(stepped.hidden == whole.hidden);
+    CHECK(stepped.pooled == whole.pooled);
+    CHECK(stepped.exits == whole.exits);
+    CHECK(stepped.cost.actual.total() == whole.cost.actual.total());
+    CHECK(stepped.cost.dense.total() == whole.cost.dense.total());
+
+    // After layer 3 the odd samples leave; the even ones run on, compacted, to the end.
+    auto half = enc.begin(f.cpu, f.batch);
+    for (int l = 1; l <= 3; ++l) half.step();
+    std::vector<bool> leaving;
+    for (index_t s = 0; s < f.batch.sequences(); ++s) leaving.push_back(s % 2 == 1);
+    half.compact(leaving);
+    packed_batch evens;
+    for (index_t s = 0; s < f.batch.sequences(); s += 2) {
+        const auto first = static_cast<std::size_t>(f.batch.offsets[s]), n = static_cast<std::size_t>(f.batch.length(s));
+        evens.push_back(std::span(f.batch.ids).subspan(first, n), std::span(f.batch.type_ids).subspan(first, n));
+    }
+    CHECK(half.batch().offsets == evens.offsets);
+    CHECK(half.batch().ids == evens.ids);
+    CHECK(half.exits().size() == static_cast<std::size_t>(evens.tokens()));
+    CHECK(half.hidden().rows == evens.tokens());
+    while (!half.done()) half.step();
+    CHECK(half.cost().layers[2].all_rows == f.batch.tokens());
+    CHECK(half.cost().layers[3].all_rows == evens.tokens());
+    CHECK(half.cost().dense.total() == whole.cost.dense.total()); // every sample begin() got
+    const encoder_output rest = std::move(half).finish();
+    REQUIRE(rest.offsets == evens.offsets);
+    for (index_t s = 0, kept = 0; s < f.batch.sequences(); s += 2, ++kept) {
+        const auto n = static_cast<std::size_t>(f.batch.length(s) * 384);
+        const std::vector<float> got(rest.hidden.begin() + rest.offsets[kept] * 384, rest.hidden.begin() + rest.offsets[kept] * 384 + static_cast<std::ptrdiff_t>(n));
+        const std::vector<float> want(whole.hidden.begin() + f.batch.offsets[s] * 384, whole.hidden.begin() + f.batch.offsets[s] * 384 + static_cast<std::ptrdiff_t>(n));
+        CHECK(max_abs_diff(got, want) <= 1e-4f);
+    }
+}
+
+TEST_CASE("a backend that lists other rows than the exits say is a usage error", "[exit][encoder][errors]") {
+    const lying_cpu liar(1);
+    const model<lying_cpu> m = model<lying_cpu>::load(test::model_dir(), liar);
+    const auto& f = sentence_fixture::get();
+    CHECK_THROWS_ID_AS(m.encoder().forward(liar, f.batch, odd_tokens_exit_first{}), usage_error, "U33");
+}
+
+TEST_CASE("heads reject misuse and heads files that do not fit, with their ids", "[exit][errors]") {
+    const auto& f = sentence_fixture::get();
+    // Misuse by code.
+    const dense_params d = dense_params::zeros(2, 4);
+    std::vector<float> x(6), y(4);
+    CHECK_THROWS_ID_AS(d.apply({x.data(), 2, 3}, {y.data(), 2, 2}), usage_error, "U34");
+    CHECK_THROWS_ID_AS(classifier_heads(0, f.pooler, 2, false, 1), usage_error, "U35");
+    CHECK_THROWS_ID_AS(classifier_heads(2, f.pooler, 0, false, 1), usage_error, "U35");
+    CHECK_THROWS_ID_AS(classifier_heads(2, dense_params::zeros(3, 4), 2, false, 1), usage_error, "U35");
+    CHECK_THROWS_ID_AS(classifier_heads(2, f.pooler, 2, false, 1, head_input::all_tokens), input_error, "E31");
+    CHECK_THROWS_ID_AS(fastbert_heads(2, 4, 3, 0, 5, 2), usage_error, "U35");
+    CHECK_THROWS_ID_AS(fastbert_heads(0, 4, 3, 0, 4, 2), usage_error, "U35");
+    CHECK_THROWS_ID_AS((void)f.cls_heads.heads.classifier(7), usage_error, "U36");
+    const fastbert_heads fb(2, 4, 3, 0, 4, 2);
+    CHECK_THROWS_ID_AS((void)fb.head(3), usage_error, "U36");
+    std::vector<float> states(2 * 5), logits(3);
+    const std::vector<std::int32_t> offsets{0, 2};
+    CHECK_THROWS_ID_AS(fb.logits(1, {states.data(), 2, 5}, offsets, {logits.data(), 1, 3}), usage_error, "U37");
+    CHECK_THROWS_ID_AS(fb.logits(1, {states.data(), 2, 4}, offsets, {logits.data(), 1, 2}), usage_error, "U37");
+    const std::vector<std::int32_t> past_end{0, 3};
+    CHECK_THROWS_ID_AS(fb.logits(1, {states.data(), 2, 4}, past_end, {logits.data(), 1, 3}), usage_error, "U37");
+
+    // Heads files.
+    const test::temp_dir dir;
+    const fastbert_heads wide(1, 6, 3, 0, 8, 2);
+    wide.save(dir.path / "fastbert.safetensors");
+    CHECK(fastbert_heads::load(dir.path / "fastbert.safetensors").width() == 8);
+    CHECK_THROWS_ID_AS(fastbert_heads::load(dir.path / "fastbert.safetensors", 3), weight_error, "E80");
+    const std::vector<float> w(8 * 6), b(8);
+    const std::span<const float> ws(w), bs(b);
+    write_safetensors(dir.path / "partial.safetensors",
+                      std::vector<safetensors_tensor>{{"fastbert.0.narrow.weight", {8, 6}, ws},
+                                                      {"fastbert.0.narrow.bias", {8}, bs},
+                                                      {"fastbert.0.classifier.weight", {3, 8}, ws.first(24)},
+                                                      {"fastbert.0.classifier.bias", {3}, bs.first(3)}});
+    CHECK_THROWS_ID_AS(fastbert_heads::load(dir.path / "partial.safetensors"), weight_error, "E27");
+    CHECK_THROWS_ID_AS(classifier_heads::load(dir.path / "partial.safetensors"), weight_error, "E27");
+    write_safetensors(dir.path / "no_bias.safetensors",
+                      std::vector<safetensors_tensor>{{"fastbert.0.narrow.weight", {8, 6}, ws},
+                                                      {"fastbert.0.classifier.weight", {3, 8}, ws.first(24)},
+                                                      {"fastbert.0.classifier.bias", {3}, bs.first(3)}});
+    CHECK_THROWS_ID_AS(fastbert_heads::load(dir.path / "no_bias.safetensors"), weight_error, "E27");
+    CHECK_THROWS_WITH(fastbert_heads::load(dir.path / "no_bias.safetensors"),
+                      Contains("no_bias.safetensors") && Contains("tensor 'fastbert.0.narrow.bias' not found"));
+    const classifier_heads small(1, dense_params::zeros(4, 4), 2, false, 5);
+    const auto tensors = [&](std::vector<float> pooler_weight) {
+        return std::vector<safetensors_tensor>{{"bert.encoder.highway.0.pooler.dense.weight", {4, 4}, std::move(pooler_weight)},
+                                               {"bert.encoder.highway.0.pooler.dense.bias", {4}, small.pooler(1).bias},
+                                               {"bert.encoder.highway.0.classifier.weight", {2, 4}, small.classifier(1).weight},
+                                               {"bert.encoder.highway.0.classifier.bias", {2}, small.classifier(1).bias}};
+    };
+    write_safetensors(dir.path / "odd.safetensors", tensors(small.pooler(1).weight), {{"hashee.head_input", "max"}});
+    CHECK_THROWS_ID_AS(classifier_heads::load(dir.path / "odd.safetensors"), weight_error, "E32");
+    std::vector<float> nan_pooler = small.pooler(1).weight;
+    nan_pooler[5] = std::nanf("");
+    write_safetensors(dir.path / "nan.safetensors", tensors(nan_pooler));
+    CHECK_THROWS_ID_AS(classifier_heads::load(dir.path / "nan.safetensors"), weight_error, "E08");
 }
 
 TEST_CASE("layer features hold the rows the heads read, under a token policy too", "[exit][head_training]") {

@@ -82,7 +82,7 @@ struct dense_params {
     template <backend B>
     static dense_params copy_of(const B& backend, const linear_weights& w) {
         dense_params p = zeros(w.weight.rows, w.weight.cols);
-        if (w.weight.stride != w.weight.cols) throw input_error("dense_params::copy_of: strided weights are not supported");
+        if (w.weight.stride != w.weight.cols) throw usage_error("U34", "dense_params::copy_of: strided weights are not supported");
         backend.download(w.weight.data, std::span<float>(p.weight));
         backend.download(w.bias.data, std::span<float>(p.bias));
         return p;
@@ -91,7 +91,7 @@ struct dense_params {
     /// y[r] = W x[r] + b, or tanh of it, for every row r of x.
     void apply(const_matrix_view<float> x, matrix_view<float> y, bool with_tanh = false) const {
         if (x.cols != in || y.cols != out || y.rows != x.rows)
-            throw input_error("dense_params::apply: shapes [" + std::to_string(x.rows) + ", " + std::to_string(x.cols) +
+            throw usage_error("U34", "dense_params::apply: shapes [" + std::to_string(x.rows) + ", " + std::to_string(x.cols) +
                               "] -> [" + std::to_string(y.rows) + ", " + std::to_string(y.cols) + "] do not fit [" +
                               std::to_string(out) + ", " + std::to_string(in) + "]");
         using mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -133,9 +133,13 @@ inline void sentence_rows(head_input input, const_matrix_view<float> tokens, std
 /// any size); a missing tensor, a shape that does not fit or a non-finite value is a weight_error
 /// naming file and tensor. Shared by every head type that loads from safetensors.
 inline dense_params read_dense(const safetensors_file& f, const std::string& name, index_t out, index_t in) {
+    for (const char* part : {".weight", ".bias"})
+        if (!f.find(name + part))
+            throw weight_error("E27", detail::located(f.source(), "tensor '" + name + part + "' not found"));
     const tensor_info& w = f.at(name + ".weight");
-    if (w.shape.size() != 2 || (out >= 0 && w.shape[0] != out) || (in >= 0 && w.shape[1] != in))
-        throw weight_error(detail::located(f.source(), "tensor '" + w.name + "' has shape " + detail::shape_string(w.shape) +
+    if (w.shape.size() != 2 || (out >= 0 && w.shape[0] != out) || (in >= 0 && w.shape[1] != in) || w.shape[0] < 1 ||
+        w.shape[1] < 1)
+        throw weight_error("E06", detail::located(f.source(), "tensor '" + w.name + "' has shape " + detail::shape_string(w.shape) +
                                                        "; expected [" + (out >= 0 ? std::to_string(out) : "out") +
                                                        ", " + (in >= 0 ? std::to_string(in) : "in") + "]"));
     dense_params p = dense_params::zeros(w.shape[0], w.shape[1]);
@@ -148,7 +152,7 @@ inline dense_params read_dense(const safetensors_file& f, const std::string& nam
     for (const auto* v : {&p.weight, &p.bias})
         for (std::size_t i = 0; i < v->size(); ++i)
             if (!std::isfinite((*v)[i]))
-                throw weight_error(detail::located(f.source(), "tensor '" + (v == &p.weight ? w.name : b.name) + "': element " +
+                throw weight_error("E08", detail::located(f.source(), "tensor '" + (v == &p.weight ? w.name : b.name) + "': element " +
                                                                std::to_string(i) + " is not finite"));
     return p;
 }
@@ -165,11 +169,11 @@ public:
     classifier_heads(int layers, dense_params pooler, index_t outputs, bool shared_pooler, std::uint64_t seed,
                      head_input input = head_input::cls)
         : input_(input), hidden_(pooler.in) {
-        if (layers < 1) throw input_error("classifier_heads: need at least one layer");
-        if (outputs < 1) throw input_error("classifier_heads: need at least one output");
-        if (pooler.in != pooler.out) throw input_error("classifier_heads: a pooler must be square");
+        if (layers < 1) throw usage_error("U35", "classifier_heads: need at least one layer");
+        if (outputs < 1) throw usage_error("U35", "classifier_heads: need at least one output");
+        if (pooler.in != pooler.out) throw usage_error("U35", "classifier_heads: a pooler must be square");
         if (input == head_input::all_tokens)
-            throw input_error("classifier_heads: they read one row per sequence ([CLS] or the mean), not all tokens");
+            throw input_error("E31", "classifier_heads: they read one row per sequence ([CLS] or the mean), not all tokens");
         detail::random_source rng(seed);
         poolers_.assign(shared_pooler ? 1 : static_cast<std::size_t>(layers), pooler);
         for (int l = 0; l < layers; ++l) classifiers_.push_back(dense_params::uniform(outputs, hidden_, rng));
@@ -211,14 +215,14 @@ public:
         if (const auto it = f.metadata().find(input_key); it != f.metadata().end()) {
             if (it->second == "mean") input = head_input::mean;
             else if (it->second != "cls")
-                throw weight_error(detail::located(f.source(), std::string("metadata '") + input_key + "' is '" + it->second +
+                throw weight_error("E32", detail::located(f.source(), std::string("metadata '") + input_key + "' is '" + it->second +
                                                                "'; expected 'cls' or 'mean'"));
         }
         const bool deebert = f.find("bert.encoder.highway.0.classifier.weight") != nullptr;
         const bool elastic = f.find("elasticbert.encoder.pooler.0.dense.weight") != nullptr;
         const bool pabee = !deebert && !elastic && f.find("classifiers.0.weight") != nullptr;
         if (!deebert && !elastic && !pabee)
-            throw weight_error(detail::located(f.source(), "no internal classifiers found (expected DeeBERT's "
+            throw weight_error("E27", detail::located(f.source(), "no internal classifiers found (expected DeeBERT's "
                                                            "bert.encoder.highway.N.*, PABEE's classifiers.N.* with "
                                                            "bert.pooler.dense.*, or ElasticBERT's "
                                                            "elasticbert.encoder.pooler.N.dense.* with classifiers.N.*)"));
@@ -232,11 +236,11 @@ public:
         };
         int layers = 0;
         while (f.find(classifier_name(layers) + ".weight")) ++layers;
-        if (layers == 0) throw weight_error(detail::located(f.source(), "tensor '" + classifier_name(0) + ".weight' not found"));
+        if (layers == 0) throw weight_error("E27", detail::located(f.source(), "tensor '" + classifier_name(0) + ".weight' not found"));
         const dense_params first_pooler = detail::read_dense(f, pooler_name(0), -1, -1);
         const index_t hidden = first_pooler.in;
         if (first_pooler.out != hidden)
-            throw weight_error(detail::located(f.source(), "tensor '" + pooler_name(0) + ".weight' is not square"));
+            throw weight_error("E06", detail::located(f.source(), "tensor '" + pooler_name(0) + ".weight' is not square"));
         const dense_params first_classifier = detail::read_dense(f, classifier_name(0), -1, hidden);
         classifier_heads h(layers, first_pooler, first_classifier.out, pabee, 0, input);
         for (int n = 0; n < layers; ++n) {
@@ -272,7 +276,7 @@ private:
     static constexpr const char* input_key = "hashee.head_input";
     std::size_t index(int layer) const {
         if (layer < 1 || layer > num_layers())
-            throw input_error("classifier_heads: layer " + std::to_string(layer) + " is outside 1.." + std::to_string(num_layers()));
+            throw usage_error("U36", "classifier_heads: layer " + std::to_string(layer) + " is outside 1.." + std::to_string(num_layers()));
         return static_cast<std::size_t>(layer - 1);
     }
     std::size_t pooler_index(int layer) const { return poolers_.size() == 1 ? (index(layer), 0) : index(layer); }

@@ -157,10 +157,10 @@ public:
         const fastbert_head& h = head(layer);
         constexpr const char* where = "fastbert_heads::logits";
         if (states.cols != hidden_)
-            throw input_error(detail::located(where, std::string("states have ") + std::to_string(states.cols) +
+            throw usage_error("U37", detail::located(where, std::string("states have ") + std::to_string(states.cols) +
                                                          " columns, the heads read " + std::to_string(hidden_)));
         if (offsets.empty() || out.rows != static_cast<index_t>(offsets.size()) - 1 || out.cols != outputs())
-            throw input_error(detail::located(where, std::string("logits are [") + std::to_string(out.rows) + ", " +
+            throw usage_error("U37", detail::located(where, std::string("logits are [") + std::to_string(out.rows) + ", " +
                                                          std::to_string(out.cols) + "] for " + std::to_string(offsets.size()) +
                                                          " offsets and " + std::to_string(outputs()) + " outputs"));
         const auto m = maps(h);
@@ -168,7 +168,7 @@ public:
         for (index_t s = 0; s < out.rows; ++s) {
             const index_t begin = offsets[static_cast<std::size_t>(s)], end = offsets[static_cast<std::size_t>(s) + 1];
             if (begin < 0 || end <= begin || end > states.rows)
-                throw input_error(detail::located(where, std::string("sequence ") + std::to_string(s) + " has rows [" +
+                throw usage_error("U37", detail::located(where, std::string("sequence ") + std::to_string(s) + " has rows [" +
                                                              std::to_string(begin) + ", " + std::to_string(end) + ") of " +
                                                              std::to_string(states.rows)));
             const detail::token_rows<float> tokens(states.row(begin), end - begin, hidden_, Eigen::OuterStride<>(states.stride));
@@ -206,13 +206,13 @@ public:
         int layers = 0;
         while (f.find(tensor_name(layers, "classifier") + ".weight")) ++layers;
         if (layers == 0)
-            throw weight_error(detail::located(f.source(), std::string("tensor '") + tensor_name(0, "classifier") +
+            throw weight_error("E27", detail::located(f.source(), std::string("tensor '") + tensor_name(0, "classifier") +
                                                                ".weight' not found"));
         const dense_params narrow0 = detail::read_dense(f, tensor_name(0, "narrow"), -1, -1);
         const index_t width = narrow0.out, hidden = narrow0.in;
         const index_t outputs = detail::read_dense(f, tensor_name(0, "classifier"), -1, width).out;
         if (heads < 1 || width % heads != 0)
-            throw weight_error(detail::located(f.source(), std::string("tensor '") + tensor_name(0, "narrow") +
+            throw weight_error("E80", detail::located(f.source(), std::string("tensor '") + tensor_name(0, "narrow") +
                                                                ".weight': width " + std::to_string(width) + " does not split into " +
                                                                std::to_string(heads) + " attention heads"));
         fastbert_heads h(layers, hidden, outputs, 0, width, heads);
@@ -237,16 +237,16 @@ private:
         return s;
     }
     static void check_shape(const char* where, int layers, index_t hidden, index_t outputs, index_t width, int heads) {
-        if (layers < 1) throw input_error(detail::located(where, "need at least one layer"));
+        if (layers < 1) throw usage_error("U35", detail::located(where, "need at least one layer"));
         if (hidden < 1 || outputs < 1 || width < 1)
-            throw input_error(detail::located(where, "hidden size, outputs and width must be >= 1"));
+            throw usage_error("U35", detail::located(where, "hidden size, outputs and width must be >= 1"));
         if (heads < 1 || width % heads != 0)
-            throw input_error(detail::located(where, std::string("width ") + std::to_string(width) + " does not split into " +
+            throw usage_error("U35", detail::located(where, std::string("width ") + std::to_string(width) + " does not split into " +
                                                          std::to_string(heads) + " attention heads"));
     }
     std::size_t index(int layer) const {
         if (layer < 1 || layer > num_layers())
-            throw input_error(std::string("fastbert_heads: layer ") + std::to_string(layer) + " is outside 1.." +
+            throw usage_error("U36", std::string("fastbert_heads: layer ") + std::to_string(layer) + " is outside 1.." +
                               std::to_string(num_layers()));
         return static_cast<std::size_t>(layer - 1);
     }

@@ -51,7 +51,7 @@ inline int argmax(std::span<const float> z) {
 }
 inline void require_classes(std::span<const float> z, const char* policy) {
     if (z.size() < 2)
-        throw input_error(std::string(policy) + " needs classification heads (2 or more outputs); these have " +
+        throw input_error("E26", std::string(policy) + " needs classification heads (2 or more outputs); these have " +
                           std::to_string(z.size()));
 }
 } // namespace detail
@@ -62,7 +62,7 @@ struct static_exit {
     struct sample_state {};
     static constexpr bool reads_every_layer = false;
     int depth(int num_layers) const {
-        if (k < 1) throw input_error("static_exit: k must be at least 1, not " + std::to_string(k));
+        if (k < 1) throw usage_error("U38", "static_exit: k must be at least 1, not " + std::to_string(k));
         return std::min(k, num_layers);
     }
     bool should_exit(sample_state&, const exit_signal&) const { return false; }
@@ -104,7 +104,7 @@ struct patience_exit {
     };
     static constexpr bool reads_every_layer = true;
     int depth(int num_layers) const {
-        if (patience < 1) throw input_error("patience_exit: patience must be at least 1, not " + std::to_string(patience));
+        if (patience < 1) throw usage_error("U38", "patience_exit: patience must be at least 1, not " + std::to_string(patience));
         return num_layers;
     }
     bool should_exit(sample_state& st, const exit_signal& s) const {
@@ -133,7 +133,7 @@ struct learned_exit {
     struct sample_state {};
     static constexpr bool reads_every_layer = true;
     int depth(int num_layers) const {
-        if (!predictor) throw input_error("learned_exit: no predictor");
+        if (!predictor) throw usage_error("U38", "learned_exit: no predictor");
         return num_layers;
     }
     bool should_exit(sample_state&, const exit_signal& s) const { return predictor->confidence(s.layer, s.state) >= threshold; }
