@@ -1,5 +1,6 @@
-# The dependencies of the hashee INTERFACE target; used by the build tree and by the
-# installed package config alike, so both resolve them the same way.
+# The dependencies of the hashee INTERFACE targets (hashee::hashee, hashee::thrust,
+# hashee::cuda); used by the build tree and by the installed package config alike, so both
+# resolve them the same way.
 # Inside a package config find_dependency reports a missing dependency through
 # find_package(hashee); at the top level a missing one must stop the configure, clearly.
 include(CMakeFindDependencyMacro)
@@ -24,24 +25,46 @@ if(NOT TARGET hashee_utf8proc)
     INTERFACE_INCLUDE_DIRECTORIES "${HASHEE_UTF8PROC_INCLUDE_DIR}"
     INTERFACE_LINK_LIBRARIES "${HASHEE_UTF8PROC_LIBRARY}")
 endif()
+# The optional parts, each for a target of its own (CMakeLists.txt): hashee::hashee needs none
+# of them. The package config looks only for the parts that were installed
+# (hashee_find_thrust, hashee_find_cuda); the build tree looks for both.
+if(NOT DEFINED hashee_find_thrust)
+  set(hashee_find_thrust ON)
+endif()
+if(NOT DEFINED hashee_find_cuda)
+  set(hashee_find_cuda ON)
+endif()
 # Thrust (CCCL, shipped with the CUDA Toolkit) and OpenMP: the Thrust backend's CPU systems
-# (include/hashee/backend/thrust.hpp). Optional: without them hashee has eigen_cpu alone and
-# HASHEE_HAS_THRUST stays undefined. EIGEN_DONT_PARALLELIZE keeps Eigen's products off
-# OpenMP's threads (eigen_cpu brings its own pool; thrust_omp splits the work itself).
-if(NOT TARGET hashee_thrust)
-  add_library(hashee_thrust INTERFACE IMPORTED)
-  find_path(HASHEE_CCCL_INCLUDE_DIR thrust/version.h
-            PATHS "$ENV{CUDA_PATH}/include/cccl" /usr/local/cuda/include/cccl /usr/local/cuda/include
-            NO_DEFAULT_PATH)
-  find_package(OpenMP QUIET COMPONENTS CXX)
-  set(HASHEE_HAS_THRUST OFF)
-  if(HASHEE_CCCL_INCLUDE_DIR AND OpenMP_CXX_FOUND)
+# (include/hashee/backend/thrust.hpp), target hashee::thrust. Optional: without them hashee has
+# eigen_cpu alone, hashee::thrust does not exist and HASHEE_HAS_THRUST stays OFF.
+set(HASHEE_HAS_THRUST OFF)
+if(hashee_find_thrust)
+  if(NOT TARGET hashee_cccl)
+    find_path(HASHEE_CCCL_INCLUDE_DIR thrust/version.h
+              PATHS "$ENV{CUDA_PATH}/include/cccl" /usr/local/cuda/include/cccl /usr/local/cuda/include
+              NO_DEFAULT_PATH)
+    if(HASHEE_CCCL_INCLUDE_DIR)
+      add_library(hashee_cccl INTERFACE IMPORTED)
+      set_target_properties(hashee_cccl PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${HASHEE_CCCL_INCLUDE_DIR}")
+    endif()
+  endif()
+  if(NOT TARGET OpenMP::OpenMP_CXX)
+    find_package(OpenMP QUIET COMPONENTS CXX)
+  endif()
+  if(TARGET hashee_cccl AND TARGET OpenMP::OpenMP_CXX)
     set(HASHEE_HAS_THRUST ON)
-    set_target_properties(hashee_thrust PROPERTIES
-      INTERFACE_INCLUDE_DIRECTORIES "${HASHEE_CCCL_INCLUDE_DIR}"
-      INTERFACE_LINK_LIBRARIES OpenMP::OpenMP_CXX
-      INTERFACE_COMPILE_OPTIONS "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp>"
-      INTERFACE_COMPILE_DEFINITIONS "HASHEE_HAS_THRUST=1;EIGEN_DONT_PARALLELIZE")
+  endif()
+endif()
+# The CUDA Toolkit's libraries (cuBLAS, the runtime): target hashee::cuda, for sources nvcc
+# compiles that include <hashee/backend/cuda.cuh>. Optional: HASHEE_HAS_CUDA says whether it
+# was found (building hashee's own CUDA programs is -DHASHEE_CUDA=ON).
+set(HASHEE_HAS_CUDA OFF)
+if(hashee_find_cuda)
+  if(NOT TARGET CUDA::cublas)
+    find_package(CUDAToolkit QUIET)
+  endif()
+  if(TARGET CUDA::cublas AND TARGET CUDA::cudart)
+    set(HASHEE_HAS_CUDA ON)
   endif()
 endif()
 if(HASHEE_REQUIRE_THRUST AND NOT HASHEE_HAS_THRUST)

@@ -14,7 +14,7 @@ elue=${HASHEE_ELUE_DIR:-$PWD/../shared/data/elue}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHASHEE_CUDA=ON -DHASHEE_CUDA_TESTS=$run_tests \
   -DHASHEE_BUILD_TESTS=ON -DHASHEE_BUILD_EXAMPLES=ON -DHASHEE_BUILD_BENCH=OFF -DHASHEE_BUILD_BUILD_CHECKS=OFF \
   -DHASHEE_REQUIRE_THRUST=ON -DHASHEE_TEST_MODEL_DIR="$model_dir" -DHASHEE_TEST_ELUE_DIR="$elue"
-cmake --build "$build" -j "$(nproc)" --target hashee_cuda
+cmake --build "$build" -j "$(nproc)" --target hashee_cuda_all
 echo "cuda: the CUDA quickstart and tests built with $(nvcc --version | tail -n 1)"
 if [ "$run_tests" = ON ]; then
   HASHEE_MODEL_DIR="$model_dir" HASHEE_ELUE_DIR="$elue" ctest --test-dir "$build" -R '^cuda\.' --output-on-failure --no-tests=error

@@ -1,8 +1,9 @@
 #pragma once
 // The backends every backend-generic test body runs over, and helpers to move test data in
-// and out of a backend's memory. With Thrust found (HASHEE_HAS_THRUST), the Thrust backend's
-// OMP and CPP systems run every such body beside eigen_cpu; built by nvcc (HASHEE_TEST_CUDA),
-// the bodies run on thrust_backend<thrust_cuda> alone.
+// and out of a backend's memory. With Thrust found (HASHEE_HAS_THRUST: tests/CMakeLists.txt
+// links hashee::thrust to every test that includes this header), the Thrust backend's OMP and
+// CPP systems run every such body beside eigen_cpu; built by nvcc (HASHEE_TEST_CUDA, linking
+// hashee::cuda), the bodies run on thrust_backend<thrust_cuda> alone.
 
 #include <span>
 #include <tuple>

@@ -1,6 +1,7 @@
 #pragma once
 // Thrust's CUDA system for thrust_backend (thrust_backend.hpp): nvcc only, with
-// --expt-relaxed-constexpr (the hashee CMake target adds it for CUDA sources).
+// --expt-relaxed-constexpr (the CMake target hashee::cuda adds it, with cuBLAS and the CUDA
+// runtime). Its include closure holds neither Eigen nor BLIS (tests: headers.cuda_without_eigen).
 //  - memory: thrust::device_vector; upload/download are cudaMemcpy.
 //  - GEMM: cuBLAS, cublasSgemm in fp32; with gemm_precision::fp16 or bf16, cublasGemmEx on
 //    16-bit inputs with fp32 accumulation (tensor cores). Inputs and weights are converted per
@@ -17,6 +18,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <type_traits>
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -24,20 +26,24 @@
 #include <cuda_runtime.h>
 #include <thrust/device_vector.h>
 #include <thrust/execution_policy.h>
+#include <thrust/for_each.h>
+#include <thrust/iterator/counting_iterator.h>
 #include <thrust/transform.h>
 
+#include <hashee/backend/backend.hpp>
+#include <hashee/backend/thrust_backend.hpp>
 #include <hashee/core/error.hpp>
-#include <hashee/backend/thrust.hpp>
+#include <hashee/core/matrix_view.hpp>
 
 namespace hashee {
 
 namespace detail {
 
 inline void cuda_check(cudaError_t e, const char* what) {
-    if (e != cudaSuccess) throw device_error(located(what, cudaGetErrorString(e)));
+    if (e != cudaSuccess) throw device_error("E85", located(what, cudaGetErrorString(e)));
 }
 inline void cuda_check(cublasStatus_t s, const char* what) {
-    if (s != CUBLAS_STATUS_SUCCESS) throw device_error(located(what, "cuBLAS status " + std::to_string(static_cast<int>(s))));
+    if (s != CUBLAS_STATUS_SUCCESS) throw device_error("E85", located(what, "cuBLAS status " + std::to_string(static_cast<int>(s))));
 }
 
 /// fp32 -> a 16-bit type (__half or __nv_bfloat16), element i of a strided matrix into a

@@ -16,6 +16,7 @@
 #include <hashee/core/detail/eigen.hpp>
 
 #include <hashee/backend/backend.hpp>
+#include <hashee/backend/detail/checks.hpp>
 #include <hashee/backend/detail/eigen_kernels.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
@@ -30,7 +31,7 @@ public:
 
     /// `threads` threads take part in every operation: the caller's and threads - 1 workers.
     explicit eigen_cpu(int threads = 1) : threads_(threads) {
-        if (threads < 1) throw input_error("eigen_cpu: thread count must be >= 1, got " + std::to_string(threads));
+        if (threads < 1) throw input_error("E22", "eigen_cpu: thread count must be >= 1, got " + std::to_string(threads));
         if (threads > 1) pool_ = std::make_unique<Eigen::ThreadPool>(threads - 1);
     }
     /// One thread per hardware thread.

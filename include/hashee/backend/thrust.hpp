@@ -1,27 +1,18 @@
 #pragma once
-// The Thrust backend: one class template over a Thrust system, the same encoder and exit
-// policies on top (backend.hpp states what they need). Whatever the system:
-//  - memory is the system's vector (detail::thrust_buffer);
-//  - LayerNorm, the GEMM epilogue (bias, exact-erf GELU, tanh), attention over packed ragged
-//    batches (online softmax per query and head), row gather and scatter are the functors of
-//    detail/thrust_functors.hpp run by thrust::for_each, and the selection of active rows is a
-//    stream compaction (flag, thrust::exclusive_scan, scatter);
-//  - the GEMM product is the system's own: Eigen on column blocks (one thrust::for_each item
-//    each) for the CPU systems, cuBLAS for CUDA (cuda_backend.cuh, nvcc).
-// So the CPU systems, run by every test suite, execute the very functors the GPU runs.
-//  - thrust_backend<thrust_omp>: OpenMP's threads (OMP_NUM_THREADS).
+// The Thrust backend's CPU systems, for thrust_backend<System> (thrust_backend.hpp):
+//  - thrust_backend<thrust_omp>: OpenMP's threads (OMP_NUM_THREADS);
 //  - thrust_backend<thrust_cpp>: the calling thread.
-//  - thrust_backend<thrust_cuda>: include <hashee/backend/cuda.cuh> (nvcc).
+// Memory is host memory; the GEMM is eigen_cpu's, on tiles (detail::linear_tiles: BLIS or
+// Eigen), one thrust::for_each item each. Everything else is the functors every system runs.
+// Build with OpenMP and Thrust (CCCL): the CMake target hashee::thrust carries both.
+//  - thrust_backend<thrust_cuda>: include <hashee/backend/cuda.cuh> instead (nvcc; no Eigen).
 
 #include <algorithm>
-#include <concepts>
-#include <cstdint>
 #include <span>
 #include <string>
 
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
-#include <thrust/scan.h>
 #include <thrust/system/cpp/execution_policy.h>
 #include <thrust/system/cpp/vector.h>
 #include <thrust/system/omp/execution_policy.h>
@@ -29,35 +20,14 @@
 #include <omp.h>
 
 #include <hashee/backend/backend.hpp>
-#include <hashee/core/detail/eigen.hpp>
 #include <hashee/backend/detail/eigen_kernels.hpp>
-#include <hashee/backend/detail/thrust_functors.hpp>
+#include <hashee/backend/thrust_backend.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
 
 namespace hashee {
 
-/// The input precision of a backend's GEMMs; accumulation is fp32 in every case. fp16 and
-/// bf16 are a CUDA option (tensor cores).
-enum class gemm_precision { fp32, fp16, bf16 };
-
 namespace detail {
-
-/// A buffer in a Thrust system's memory (Vector: that system's vector); data() is the raw
-/// pointer views are made of.
-template <class Vector>
-class thrust_buffer {
-public:
-    using value_type = typename Vector::value_type;
-    thrust_buffer() = default;
-    explicit thrust_buffer(index_t n) : v_(static_cast<std::size_t>(n)) {}
-    value_type* data() { return thrust::raw_pointer_cast(v_.data()); }
-    const value_type* data() const { return thrust::raw_pointer_cast(v_.data()); }
-    std::size_t size() const { return v_.size(); }
-
-private:
-    Vector v_;
-};
 
 /// A CPU system's GEMM: y = x W^T on tiles (detail::linear_tiles; BLIS or Eigen, as in
 /// eigen_cpu), spread over the system's workers (its execution policy and parallelism come
@@ -66,7 +36,7 @@ template <class System>
 struct host_gemm {
     explicit host_gemm(gemm_precision p) {
         if (p != gemm_precision::fp32)
-            throw input_error(std::string(System::name) + ": fp16 and bf16 GEMMs are a CUDA option; the CPU systems run fp32");
+            throw input_error("E33", std::string(System::name) + ": fp16 and bf16 GEMMs are a CUDA option; the CPU systems run fp32");
     }
     void product(const_matrix_view<float> x, const_matrix_view<float> w, matrix_view<float> y) const {
         const linear_tiles tiles(x, w, System::parallelism());
@@ -105,111 +75,6 @@ struct thrust_omp : detail::host_copies {
     using gemm = detail::host_gemm<thrust_omp>;
     static auto policy() { return thrust::omp::par; }
     static int parallelism() { return std::max(1, omp_get_max_threads()); }
-};
-
-/// What a Thrust system descriptor provides to thrust_backend.
-template <class S>
-concept thrust_system = requires(const typename S::gemm& g, const_matrix_view<float> x, matrix_view<float> y,
-                                 std::span<const float> host_in, std::span<float> host_out, float* device) {
-    { S::host } -> std::convertible_to<bool>; ///< its memory is host memory
-    { S::name } -> std::convertible_to<const char*>;
-    typename S::template vector<float>;
-    typename S::template vector<std::int32_t>;
-    S::policy();                                ///< the Thrust execution policy
-    requires std::constructible_from<typename S::gemm, gemm_precision>;
-    g.product(x, x, y);                         ///< y = x W^T
-    S::upload(host_in, device);
-    S::download(static_cast<const float*>(device), host_out);
-};
-
-template <thrust_system System>
-class thrust_backend {
-public:
-    static constexpr bool host_accessible = System::host;
-    template <class T>
-    using buffer = detail::thrust_buffer<typename System::template vector<T>>;
-
-    /// `threads` is accepted for symmetry with eigen_cpu and ignored: the OMP system takes
-    /// OpenMP's thread count, the CPP system runs on the calling thread, CUDA on the device.
-    /// `precision`: fp16/bf16 GEMM inputs on CUDA; the CPU systems take fp32 only.
-    explicit thrust_backend(int threads = 1, gemm_precision precision = gemm_precision::fp32) : gemm_(precision) {
-        if (threads < 1) throw input_error("thrust_backend: thread count must be >= 1, got " + std::to_string(threads));
-    }
-
-    // ---- memory -------------------------------------------------------------------------
-    template <class T>
-    buffer<T> allocate(index_t n) const { return buffer<T>(n); }
-    template <class T>
-    void upload(std::span<const T> host, T* dst) const { System::upload(host, dst); }
-    template <class T>
-    void download(const T* src, std::span<T> host) const { System::download(src, host); }
-
-    // ---- algebra ------------------------------------------------------------------------
-    /// y = x W^T (the system's GEMM), then bias and the epilogue per element.
-    void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
-                matrix_view<float> y, epilogue e) const {
-        detail::check_linear_shapes(x, w, bias, y);
-        if (y.rows == 0 || y.cols == 0) return;
-        gemm_.product(x, w, y);
-        if (bias.size || e != epilogue::none) for_each_index(y.rows * y.cols, detail::thrust_fn::bias_epilogue{y, bias, e});
-    }
-
-    void attention(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,
-                   vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets, int heads,
-                   matrix_view<float> out) const {
-        detail::check_attention_shapes(q, k, v, q_offsets, kv_offsets, heads, out, /*offsets_readable=*/System::host);
-        if (q.cols / heads > detail::thrust_fn::max_head_dim)
-            throw input_error("attention: head width " + std::to_string(q.cols / heads) + " exceeds the Thrust backend's " +
-                              std::to_string(detail::thrust_fn::max_head_dim));
-        for_each_index(q.rows * heads, detail::thrust_fn::attention_query{q, k, v, q_offsets, kv_offsets, heads, out});
-    }
-
-    // ---- row-wise ----------------------------------------------------------------------
-    void embed(vector_view<const std::int32_t> ids, vector_view<const std::int32_t> type_ids,
-               vector_view<const std::int32_t> positions, const_matrix_view<float> word,
-               const_matrix_view<float> position, const_matrix_view<float> token_type, vector_view<const float> gamma,
-               vector_view<const float> beta, float eps, matrix_view<float> out) const {
-        for_each_index(out.rows, detail::thrust_fn::embed_row{ids, type_ids, positions, word, position, token_type, gamma,
-                                                              beta, eps, out});
-    }
-
-    void add_layer_norm(matrix_view<float> y, const_matrix_view<float> residual, vector_view<const float> gamma,
-                        vector_view<const float> beta, float eps) const {
-        for_each_index(y.rows, detail::thrust_fn::add_layer_norm_row{y, residual, gamma, beta, eps});
-    }
-
-    void gather_rows(const_matrix_view<float> x, vector_view<const std::int32_t> rows, matrix_view<float> y) const {
-        for_each_index(rows.size * x.cols, detail::thrust_fn::move_rows<false>{x, rows, y});
-    }
-
-    void scatter_rows(const_matrix_view<float> x, vector_view<const std::int32_t> rows, matrix_view<float> y) const {
-        for_each_index(rows.size * x.cols, detail::thrust_fn::move_rows<true>{x, rows, y});
-    }
-
-    /// rows[0..count) = the t, ascending, with exit_layers[t] >= layer; returns count. A stream
-    /// compaction in three Thrust steps on raw pointers: flag, exclusive scan, scatter.
-    index_t select_rows(vector_view<const std::int32_t> exit_layers, int layer, vector_view<std::int32_t> rows) const {
-        const index_t n = exit_layers.size;
-        if (n == 0) return 0;
-        buffer<std::int32_t> flags(n), positions(n);
-        std::int32_t *f = flags.data(), *p = positions.data();
-        for_each_index(n, detail::thrust_fn::flag_active{exit_layers.data, layer, f});
-        thrust::exclusive_scan(System::policy(), f, f + n, p);
-        for_each_index(n, detail::thrust_fn::scatter_active{f, p, rows.data});
-        std::int32_t last[2];
-        download(p + n - 1, std::span<std::int32_t>(last, 1));
-        download(static_cast<const std::int32_t*>(f + n - 1), std::span<std::int32_t>(last + 1, 1));
-        return index_t{last[0]} + last[1];
-    }
-
-private:
-    /// f(i) for i in [0, n), as one Thrust algorithm on the system.
-    template <class F>
-    static void for_each_index(index_t n, F f) {
-        if (n > 0) thrust::for_each(System::policy(), thrust::counting_iterator<index_t>(0), thrust::counting_iterator<index_t>(n), f);
-    }
-
-    typename System::gemm gemm_;
 };
 
 static_assert(backend<thrust_backend<thrust_cpp>>);

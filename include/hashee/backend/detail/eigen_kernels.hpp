@@ -2,12 +2,11 @@
 // The kernels behind eigen_cpu: per-row LayerNorm, GELU, a column block of a linear layer
 // (its product by BLIS where hashee was built with it, HASHEE_HAS_BLIS, else by Eigen), one
 // attention head of one sequence. Plain functions over views; the backend does the
-// threading.
+// threading. (The shape checks are in detail/checks.hpp, which needs no Eigen.)
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <string>
 
 #include <hashee/core/detail/eigen.hpp>
 // HASHEE_EIGEN_GEMM makes Eigen do the products even where BLIS is linked (the tests use it to
@@ -18,6 +17,7 @@
 #endif
 
 #include <hashee/backend/backend.hpp>
+#include <hashee/backend/detail/checks.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
 
@@ -32,20 +32,6 @@ using stride_t = Eigen::OuterStride<>;
 
 inline auto map(const_matrix_view<float> m) { return Eigen::Map<const row_major, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride)); }
 inline auto map(matrix_view<float> m) { return Eigen::Map<row_major, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride)); }
-
-inline std::string shape_str(index_t r, index_t c) {
-    std::string s = "[";
-    s.append(std::to_string(r)).append(", ").append(std::to_string(c)).append("]");
-    return s;
-}
-
-inline void check_linear_shapes(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
-                                matrix_view<float> y) {
-    if (x.cols != w.cols || y.rows != x.rows || y.cols != w.rows || (bias.size != 0 && bias.size != w.rows))
-        throw input_error("linear: shapes do not fit: x " + shape_str(x.rows, x.cols) + ", W " +
-                          shape_str(w.rows, w.cols) + ", bias [" + std::to_string(bias.size) + "], y " +
-                          shape_str(y.rows, y.cols));
-}
 
 /// LayerNorm of one row in place: (y - mean) / sqrt(var + eps) * gamma + beta (biased variance).
 inline void layer_norm_row(float* y, const float* gamma, const float* beta, index_t n, float eps) {
@@ -158,21 +144,6 @@ inline void linear_columns(const_matrix_view<float> x, const_matrix_view<float> 
         if (e == epilogue::gelu) gelu_inplace(row, cols);
         else if (e == epilogue::tanh) Eigen::Map<Eigen::ArrayXf>(row, cols) = Eigen::Map<Eigen::ArrayXf>(row, cols).tanh();
     }
-}
-
-/// The attention shapes fit; `offsets_readable`: the offsets are in host memory, so their last
-/// values are checked against the row counts too (a device backend cannot read them here).
-inline void check_attention_shapes(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,
-                                   vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets,
-                                   int heads, matrix_view<float> out, bool offsets_readable = true) {
-    const bool ok = heads > 0 && q.cols % heads == 0 && k.cols == q.cols && v.cols == q.cols && out.cols == q.cols &&
-                    out.rows == q.rows && k.rows == v.rows && q_offsets.size >= 1 && q_offsets.size == kv_offsets.size &&
-                    (!offsets_readable ||
-                     (q_offsets.data[q_offsets.size - 1] == q.rows && kv_offsets.data[kv_offsets.size - 1] == k.rows));
-    if (!ok)
-        throw input_error("attention: shapes do not fit: q " + shape_str(q.rows, q.cols) + ", k " +
-                          shape_str(k.rows, k.cols) + ", v " + shape_str(v.rows, v.cols) + ", heads " +
-                          std::to_string(heads) + ", " + std::to_string(q_offsets.size) + " query offsets");
 }
 
 struct attention_scratch {

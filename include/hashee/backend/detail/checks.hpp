@@ -1,0 +1,45 @@
+#pragma once
+// The shape checks every backend runs before a primitive (eigen_cpu, thrust_backend over any
+// system): plain code over views, no Eigen, so the CUDA backend's include closure stays free of
+// it. A mismatch is a broken precondition of the call (the encoder never makes one), so a
+// usage_error.
+
+#include <cstdint>
+#include <string>
+
+#include <hashee/core/error.hpp>
+#include <hashee/core/matrix_view.hpp>
+
+namespace hashee::detail {
+
+inline std::string shape_str(index_t r, index_t c) {
+    std::string s = "[";
+    s.append(std::to_string(r)).append(", ").append(std::to_string(c)).append("]");
+    return s;
+}
+
+/// y = x W^T + bias fits: x [m, k], W [n, k], y [m, n], bias empty or [n].
+inline void check_linear_shapes(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
+                                matrix_view<float> y) {
+    if (x.cols != w.cols || y.rows != x.rows || y.cols != w.rows || (bias.size != 0 && bias.size != w.rows))
+        throw usage_error("U40", "linear: shapes do not fit: x " + shape_str(x.rows, x.cols) + ", W " +
+                                     shape_str(w.rows, w.cols) + ", bias [" + std::to_string(bias.size) + "], y " +
+                                     shape_str(y.rows, y.cols));
+}
+
+/// The attention shapes fit; `offsets_readable`: the offsets are in host memory, so their last
+/// values are checked against the row counts too (a device backend cannot read them here).
+inline void check_attention_shapes(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,
+                                   vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets,
+                                   int heads, matrix_view<float> out, bool offsets_readable = true) {
+    const bool ok = heads > 0 && q.cols % heads == 0 && k.cols == q.cols && v.cols == q.cols && out.cols == q.cols &&
+                    out.rows == q.rows && k.rows == v.rows && q_offsets.size >= 1 && q_offsets.size == kv_offsets.size &&
+                    (!offsets_readable ||
+                     (q_offsets.data[q_offsets.size - 1] == q.rows && kv_offsets.data[kv_offsets.size - 1] == k.rows));
+    if (!ok)
+        throw usage_error("U41", "attention: shapes do not fit: q " + shape_str(q.rows, q.cols) + ", k " +
+                                     shape_str(k.rows, k.cols) + ", v " + shape_str(v.rows, v.cols) + ", heads " +
+                                     std::to_string(heads) + ", " + std::to_string(q_offsets.size) + " query offsets");
+}
+
+} // namespace hashee::detail
