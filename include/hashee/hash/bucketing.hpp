@@ -53,9 +53,10 @@ inline void require_text(const hash_setup& s, const packed_batch& corpus, std::s
     std::string m(who);
     m += ": ";
     m += what;
-    m += corpus.sequences() == 0 ? " is empty (no sequences)"
-                                 : " holds no token besides the special tokens (" + std::to_string(corpus.sequences()) +
-                                       " sequences, every text empty)";
+    const index_t n = corpus.sequences();
+    m += n == 0 ? " is empty (no sequences)"
+                : " holds no token besides the special tokens (" + std::to_string(n) + (n == 1 ? " sequence" : " sequences") +
+                      ", every text empty)";
     throw input_error("E70", m);
 }
 
