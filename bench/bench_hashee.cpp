@@ -81,9 +81,9 @@ int main(int argc, char** argv) {
         }
     }
     const hash_setup setup = m.hash_setup_for();
-    const hash_exit<frequency_hash, kv_semantics::keep> keep(
+    const hash_exit<kv_semantics::keep> keep(
         frequency_hash(setup, corpus, target_speedup{2.0, &corpus, &m.config(), kv_semantics::keep}));
-    const hash_exit<frequency_hash, kv_semantics::drop> drop(
+    const hash_exit<kv_semantics::drop> drop(
         frequency_hash(setup, corpus, target_speedup{2.0, &corpus, &m.config(), kv_semantics::drop}));
 
     std::printf("threads %d, %d interleaved repetitions, median times\n\n", threads, reps);

@@ -218,7 +218,7 @@ private:
     }
 
     /// A frequency hash meeting the target FLOPs speed-up on the task's train + dev text.
-    table_hash frequency_table(const split& train, const split& dev) const {
+    exit_table frequency_table(const split& train, const split& dev) const {
         packed_batch text = train.all(0, train.examples.size());
         for (const auto& e : dev.examples) text.push_back(e.ids, e.type_ids);
         return frequency_hash(m_.hash_setup_for(), text, target_speedup{o_.hash_target, &text, &m_.config(), kv_semantics::keep});
@@ -253,7 +253,7 @@ private:
 
         // HashEE with the probe head of `hashee eval`: logistic regression on the mean-pooled
         // embeddings of the exiting model, trained on the same training examples.
-        const hash_exit<table_hash> hashee(frequency_table(train, dev));
+        const hash_exit<> hashee(frequency_table(train, dev));
         {
             baseline_row row = named_row(task, "HashEE", "frequency " + fixed(o_.hash_target, 1) + "x");
             auto embed = [&](const std::vector<packed_batch>& bs, forward_cost* cost) {
@@ -294,7 +294,7 @@ private:
         train_deebert(hashed, hashed_features, train.targets, opt);
         for (double s : {0.3, 0.5, 0.6})
             classify_row(task, "HashEE+entropy", "S=" + fixed(s, 2), dev, hashed, deebert,
-                         composed_exit<hash_exit<table_hash>, entropy_exit>{hashee, entropy_exit{s}});
+                         composed_exit<hash_exit<>, entropy_exit>{hashee, entropy_exit{s}});
     }
 
     void stsb() {
@@ -315,12 +315,12 @@ private:
             for (double tau : {0.1, 0.3})
                 classify_row(task, "PABEE", "patience=" + std::to_string(t) + " tau=" + fixed(tau, 1), dev, pabee, deebert,
                              patience_exit{t, tau});
-        const hash_exit<table_hash> hashee(frequency_table(train, dev));
+        const hash_exit<> hashee(frequency_table(train, dev));
         const layer_features hashed_features = features(train, hashee, false);
         classifier_heads hashed(L_, pooler_, 1, false, o_.seed, o_.heads_read);
         train_deebert(hashed, hashed_features, train.targets, opt);
         classify_row(task, "HashEE", "frequency " + fixed(o_.hash_target, 1) + "x", dev, hashed, deebert,
-                     composed_exit<hash_exit<table_hash>, no_exit>{hashee, no_exit{}});
+                     composed_exit<hash_exit<>, no_exit>{hashee, no_exit{}});
         for (const char* m : {"DeeBERT", "FastBERT", "BERxiT"})
         {
             baseline_row row = named_row(task, m, "—");

@@ -1,6 +1,6 @@
 #pragma once
 // What the hashee subcommands share: reading inputs (lines or TSV columns), writing outputs
-// atomically, building a hash from command-line choices, and timing.
+// atomically, the corpus hashes are built from, and timing.
 
 #include <chrono>
 #include <cmath>
@@ -143,45 +143,6 @@ inline std::vector<int> read_labels(const tsv_table& t, const std::string& colum
         labels.push_back(static_cast<int>(std::lround(x)));
     }
     return labels;
-}
-
-inline const std::vector<std::string>& table_policies() {
-    static const std::vector<std::string> p{"frequency", "mutual_information", "clustering", "random"};
-    return p;
-}
-
-/// A consistent hash by name. `clusters` is computed on first use and kept.
-template <class Model>
-table_hash build_table_hash(const std::string& policy, const Model& m, const eigen_cpu& cpu, const hash_corpus& corpus,
-                            const bucketing& b, std::uint64_t seed, std::optional<word_clusters>& clusters) {
-    const hash_setup s = m.hash_setup_for();
-    if (policy == "frequency") return frequency_hash(s, corpus.tokens, b);
-    if (policy == "mutual_information") {
-        if (corpus.labels.empty()) throw input_error("the mutual_information hash needs labels (--label-column)");
-        return mutual_information_hash(s, corpus.tokens, corpus.labels, std::max(2, corpus.classes), b);
-    }
-    if (policy == "clustering") {
-        const int k = clustering_hash::clusters_for(s, b);
-        if (!clusters || clusters->k != k)
-            clusters = word_clusters::compute(m.encoder().weights().embeddings().word, k, cpu, {.seed = seed});
-        return clustering_hash(s, *clusters, b);
-    }
-    if (policy == "random") return random_hash(s, seed, b);
-    throw input_error("unknown hash policy '" + policy + "' (frequency, mutual_information, clustering, random)");
-}
-
-inline kv_semantics parse_kv(const std::string& kv) {
-    if (kv == "keep") return kv_semantics::keep;
-    if (kv == "drop") return kv_semantics::drop;
-    throw input_error("--kv must be keep or drop, not '" + kv + "'");
-}
-inline const char* kv_name(kv_semantics kv) { return kv == kv_semantics::keep ? "keep" : "drop"; }
-
-/// Calls f(hash_exit<Hash, KV>) with KV chosen at run time.
-template <class Hash, class F>
-decltype(auto) with_hash_exit(Hash hash, kv_semantics kv, F&& f) {
-    if (kv == kv_semantics::keep) return f(hash_exit<Hash, kv_semantics::keep>(std::move(hash)));
-    return f(hash_exit<Hash, kv_semantics::drop>(std::move(hash)));
 }
 
 } // namespace hashee::cli

@@ -96,8 +96,8 @@ inline int run_embed(const embed_options& o) {
     const auto m = model<eigen_cpu>::load(o.model_dir, cpu);
     const double load_s = seconds_since(t0);
     if (o.exit_table.empty()) return embed_with(o, in, m, cpu, no_exit{}, load_s);
-    auto table = table_hash::load(o.exit_table, m.tokenizer().vocab(), m.config().num_hidden_layers);
-    return with_hash_exit(std::move(table), parse_kv(o.kv),
+    auto table = exit_table::load(o.exit_table, m.tokenizer().vocab(), m.config().num_hidden_layers);
+    return with_hash_exit(std::move(table), parse_kv_semantics(o.kv, "--kv"),
                           [&](const auto& policy) { return embed_with(o, in, m, cpu, policy, load_s); });
 }
 

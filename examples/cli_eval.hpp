@@ -113,7 +113,7 @@ private:
         for (const auto& policy : o_.policies)
             for (const auto& kvs : o_.kvs)
                 for (const double target : targets) {
-                    const kv_semantics kv = parse_kv(kvs);
+                    const kv_semantics kv = parse_kv_semantics(kvs, "--kv");
                     eval_row row;
                     row.task = task;
                     row.method = policy;
@@ -121,10 +121,16 @@ private:
                     row.target = target;
                     try {
                         const bucketing b = target_speedup{target, &text.tokens, &m_.config(), kv};
-                        const bool inconsistent = policy == "random_inconsistent";
-                        const hash_corpus& rank_corpus = policy == "mutual_information" ? labelled : text;
-                        table_hash table = build_table_hash(inconsistent ? "random" : policy, m_, cpu_, rank_corpus, b,
-                                                            o_.seed, clusters);
+                        const hash_kind kind = parse_hash_kind(policy);
+                        const bool inconsistent = !is_consistent(kind);
+                        const hash_corpus& rank_corpus = kind == hash_kind::mutual_information ? labelled : text;
+                        if (kind == hash_kind::mutual_information && rank_corpus.labels.empty())
+                            throw input_error("C08", "the mutual_information hash needs labels (--label-column)");
+                        exit_table table = build_exit_table(
+                            inconsistent ? hash_kind::random : kind, setup_, b,
+                            {.corpus = &rank_corpus.tokens, .labels = rank_corpus.labels,
+                             .word_embeddings = m_.encoder().weights().embeddings().word, .cpu = &cpu_, .seed = o_.seed,
+                             .clusters = &clusters});
                         const auto measure = [&](const auto& exit_policy) {
                             const auto [q, e] = quality(exit_policy);
                             row.quality = q;
@@ -134,7 +140,7 @@ private:
                             row.wall_speedup = dense.seconds / e.seconds;
                         };
                         if (inconsistent)
-                            with_hash_exit(random_inconsistent_hash::like(table.table(), setup_, text.tokens, o_.seed + 1), kv,
+                            with_hash_exit(random_inconsistent_hash::like(table, setup_, text.tokens, o_.seed + 1), kv,
                                            measure);
                         else
                             with_hash_exit(std::move(table), kv, measure);

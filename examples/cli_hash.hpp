@@ -21,8 +21,8 @@ inline int run_hash_build(const hash_build_options& o) {
     const eigen_cpu cpu(o.threads);
     const auto m = model<eigen_cpu>::load(o.model_dir, cpu);
     hash_corpus corpus;
-    const bool needs_corpus = o.policy == "frequency" || o.policy == "mutual_information" || o.target > 0;
-    if (needs_corpus && o.corpus.empty())
+    const hash_kind kind = parse_hash_kind(o.policy);
+    if ((needs_corpus(kind) || o.target > 0) && o.corpus.empty())
         throw input_error("the " + o.policy + " hash" + (o.target > 0 ? " with --target" : "") +
                           " needs --corpus TSV and --column");
     if (!o.corpus.empty()) {
@@ -36,18 +36,22 @@ inline int run_hash_build(const hash_build_options& o) {
         }
     }
     bucketing b = equal_type_buckets{o.buckets};
-    if (o.target > 0) b = target_speedup{o.target, &corpus.tokens, &m.config(), parse_kv(o.kv)};
-    std::optional<word_clusters> clusters;
-    const table_hash h = build_table_hash(o.policy, m, cpu, corpus, b, o.seed, clusters);
+    if (o.target > 0) b = target_speedup{o.target, &corpus.tokens, &m.config(), parse_kv_semantics(o.kv, "--kv")};
+    if (kind == hash_kind::mutual_information && corpus.labels.empty())
+        throw input_error("C08", "the mutual_information hash needs labels (--label-column)");
+    const exit_table h = build_exit_table(kind, m.hash_setup_for(), b,
+                                          {.corpus = &corpus.tokens, .labels = corpus.labels,
+                                           .word_embeddings = m.encoder().weights().embeddings().word, .cpu = &cpu,
+                                           .seed = o.seed});
     if (o.out.empty()) throw input_error("--out is required");
-    h.table().save(o.out, m.tokenizer().vocab());
-    std::cerr << "hashee: wrote " << o.out.string() << " (" << o.policy << ", " << h.table().num_layers()
+    h.save(o.out, m.tokenizer().vocab());
+    std::cerr << "hashee: wrote " << o.out.string() << " (" << o.policy << ", " << h.num_layers()
               << " layers); vocabulary ids per exit layer:";
-    for (const auto c : h.table().histogram()) std::cerr << ' ' << c;
+    for (const auto c : h.histogram()) std::cerr << ' ' << c;
     if (!corpus.tokens.ids.empty()) {
         std::vector<std::uint8_t> exits(corpus.tokens.ids.size());
         h.assign(corpus.tokens.ids, exits);
-        const auto fc = exit_cost(m.config(), corpus.tokens.offsets, exits, parse_kv(o.kv));
+        const auto fc = exit_cost(m.config(), corpus.tokens.offsets, exits, parse_kv_semantics(o.kv, "--kv"));
         char buf[160];
         std::snprintf(buf, sizeof buf, "; on the corpus: FLOPs speed-up %.2fx (%s), %.2f layers per token", fc.flops_speedup(),
                       o.kv.c_str(), fc.average_layers());

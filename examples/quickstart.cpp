@@ -28,7 +28,7 @@ int run(const B& backend, const char* model_dir) {
         corpus_texts.push_back({s, std::nullopt});
     hashee::packed_batch corpus = model.tokenize(corpus_texts);
     const hashee::hash_setup setup = model.hash_setup_for();
-    const hashee::hash_exit<hashee::frequency_hash> exits(
+    const hashee::hash_exit<> exits(
         hashee::frequency_hash(setup, corpus, hashee::target_speedup{2.0, &corpus, &model.config()}));
     hashee::encoder_output fast = model.forward(backend, corpus_texts, exits); // fast.cost.flops_speedup(), fast.exits
 

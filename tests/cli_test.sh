@@ -99,6 +99,25 @@ expect_error "bad.json: unsupported version 9" embed --model "$model" --input "$
 expect_error "out of reach" hash build --model "$model" --policy frequency --corpus "$tmp/small.tsv" --column sentence \
   --target 30 --out "$tmp/o10"
 for o in o8 o9 o10; do ls "$tmp" | grep -q "^$o" && fail "left an output file behind: $o"; done
+# A corpus without text (no rows, or only empty texts) is refused alike by every hash that reads it.
+printf 'sentence\tlabel\n' > "$tmp/header_only.tsv"
+printf 'sentence\tlabel\n\t0\n\t1\n' > "$tmp/blank.tsv"
+: > "$tmp/empty.tsv"
+expect_error "frequency_hash: the corpus is empty" hash build --model "$model" --policy frequency \
+  --corpus "$tmp/header_only.tsv" --column sentence --out "$tmp/o12"
+expect_error "frequency_hash: the corpus holds no token besides the special tokens" hash build --model "$model" \
+  --policy frequency --corpus "$tmp/blank.tsv" --column sentence --out "$tmp/o13"
+expect_error "mutual_information_hash: the corpus holds no token besides" hash build --model "$model" \
+  --policy mutual_information --corpus "$tmp/blank.tsv" --column sentence --label-column label --out "$tmp/o14"
+expect_error "target_speedup: the corpus holds no token besides" hash build --model "$model" --policy random \
+  --corpus "$tmp/blank.tsv" --column sentence --target 1.5 --out "$tmp/o15"
+expect_error "empty.tsv" hash build --model "$model" --policy frequency --corpus "$tmp/empty.tsv" --column sentence \
+  --out "$tmp/o16"
+# A label that would ask for a billion classes is refused before anything is allocated.
+printf 'sentence\tlabel\na cat\t0\na dog\t1000000000\n' > "$tmp/huge_label.tsv"
+expect_error "at most 1024 are supported" hash build --model "$model" --policy mutual_information \
+  --corpus "$tmp/huge_label.tsv" --column sentence --label-column label --out "$tmp/o17"
+for o in o12 o13 o14 o15 o16 o17; do ls "$tmp" | grep -q "^$o" && fail "left an output file behind: $o"; done
 
 "$bin" eval --model "$model" --elue "$elue" --tasks stsb,sst2 --policies frequency,random_inconsistent --targets 1.5 \
   --kv keep --limit 40 --out "$tmp/report" > "$tmp/eval.md" 2> /dev/null

@@ -44,32 +44,35 @@ struct hash_fixture {
 };
 
 struct frequency_factory {
-    static frequency_hash make(const hash_fixture& f) { return {f.setup, f.corpus, equal_type_buckets{}}; }
+    static exit_table make(const hash_fixture& f) { return frequency_hash(f.setup, f.corpus, equal_type_buckets{}); }
 };
 struct mutual_information_factory {
-    static mutual_information_hash make(const hash_fixture& f) { return {f.setup, f.corpus, f.labels, 2, equal_type_buckets{}}; }
+    static exit_table make(const hash_fixture& f) {
+        return mutual_information_hash(f.setup, f.corpus, f.labels, 2, equal_type_buckets{});
+    }
 };
 struct clustering_factory {
-    static clustering_hash make(const hash_fixture& f) {
-        return {f.setup, f.m.encoder().weights().embeddings().word, equal_type_buckets{}, f.cpu, {.restarts = test::under_sanitizer ? 1 : 2, .max_iterations = test::under_sanitizer ? 8 : 30, .seed = 1}};
+    static exit_table make(const hash_fixture& f) {
+        return clustering_hash(f.setup, f.m.encoder().weights().embeddings().word, equal_type_buckets{}, f.cpu,
+                               {.restarts = test::under_sanitizer ? 1 : 2, .max_iterations = test::under_sanitizer ? 8 : 30, .seed = 1});
     }
 };
 struct random_factory {
-    static random_hash make(const hash_fixture& f) { return {f.setup, 42, equal_type_buckets{}}; }
+    static exit_table make(const hash_fixture& f) { return random_hash(f.setup, 42, equal_type_buckets{}); }
 };
 struct random_inconsistent_factory {
     static random_inconsistent_hash make(const hash_fixture& f) {
-        return random_inconsistent_hash::like(random_factory::make(f).table(), f.setup, f.corpus, 7);
+        return random_inconsistent_hash::like(random_factory::make(f), f.setup, f.corpus, 7);
     }
 };
 /// Every id, special tokens included, at a uniformly random layer: sequences whose every
 /// token (even [CLS]) has exited at some layer, and layers with nothing to do.
 struct fully_random_table_factory {
-    static table_hash make(const hash_fixture& f) {
+    static exit_table make(const hash_fixture& f) {
         exit_table t(f.setup.vocab_size, f.setup.num_layers, "fully_random");
         std::mt19937 rng(3);
         for (std::int32_t id = 0; id < t.vocab_size(); ++id) t.set(id, 1 + static_cast<int>(rng() % t.num_layers()));
-        return table_hash(std::move(t));
+        return t;
     }
 };
 

@@ -35,9 +35,9 @@ constexpr int thread_count = 4;
 /// The policies the threads mix; `run` dispatches on the index.
 struct policies {
     no_exit dense;
-    hash_exit<frequency_hash, kv_semantics::keep> frequency;
-    hash_exit<random_hash, kv_semantics::drop> random;
-    hash_exit<table_hash> table;
+    hash_exit<kv_semantics::keep> frequency;
+    hash_exit<kv_semantics::drop> random;
+    hash_exit<> table;
     static constexpr int count = 4;
 
     explicit policies(const hash_fixture& f)

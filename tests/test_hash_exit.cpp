@@ -25,7 +25,7 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 
 TEMPLATE_LIST_TEST_CASE("packed token exits equal the dense reference", "[hashee]", test::all_policy_cases) {
     const auto& f = hash_fixture::get();
-    const hash_exit<decltype(TestType::factory::make(f)), TestType::kv> policy(TestType::factory::make(f));
+    const hash_exit<TestType::kv> policy(TestType::factory::make(f));
     // Under the sanitizers: batch sizes 1, 7 and 32 at one offset.
     const std::size_t batch = GENERATE(filter([](std::size_t b) { return !test::under_sanitizer || b % 2 == 1 || b == 32; },
                                               values<std::size_t>({1, 2, 7, 32, 64})));
@@ -35,7 +35,7 @@ TEMPLATE_LIST_TEST_CASE("packed token exits equal the dense reference", "[hashee
     const auto out = f.m.encoder().forward(f.cpu, p, policy);
     REQUIRE(out.exits.size() == static_cast<std::size_t>(p.tokens()));
     const auto ref = test::dense_reference(f.cpu, f.m.encoder(), p, out.exits, TestType::kv);
-    CAPTURE(batch, first, policy.hash().name());
+    CAPTURE(batch, first, policy.name());
     CHECK(max_abs_diff(out.hidden, ref) <= 1e-5f);
     // Something did exit early (the case is not trivially dense).
     const auto early = std::count_if(out.exits.begin(), out.exits.end(), [&](std::uint8_t e) { return e < 6; });
@@ -55,8 +55,8 @@ TEMPLATE_LIST_TEST_CASE("every backend's packed token exits equal its dense refe
                         test::all_backends) {
     const auto& f = hash_fixture::get();
     const auto& r = test::real_model<TestType>::get();
-    const hash_exit<frequency_hash> keep(test::frequency_factory::make(f));
-    const hash_exit<table_hash, kv_semantics::drop> drop(test::fully_random_table_factory::make(f));
+    const hash_exit<> keep(test::frequency_factory::make(f));
+    const hash_exit<kv_semantics::drop> drop(test::fully_random_table_factory::make(f));
     for (const std::size_t batch : {std::size_t{1}, std::size_t{7}, std::size_t{32}}) {
         const auto p = f.dev_batch(100, batch);
         CAPTURE(batch);
@@ -72,8 +72,8 @@ TEMPLATE_LIST_TEST_CASE("every backend's packed token exits equal its dense refe
 
 TEST_CASE("a table sending every token to the last layer reproduces the dense encoder", "[hashee]") {
     const auto& f = hash_fixture::get();
-    const hash_exit<table_hash> all_last(table_hash(exit_table(f.setup.vocab_size, f.setup.num_layers)));
-    const hash_exit<table_hash, kv_semantics::drop> all_last_drop(table_hash(exit_table(f.setup.vocab_size, f.setup.num_layers)));
+    const hash_exit<> all_last(exit_table(f.setup.vocab_size, f.setup.num_layers));
+    const hash_exit<kv_semantics::drop> all_last_drop(exit_table(f.setup.vocab_size, f.setup.num_layers));
     const auto p = f.dev_batch(10, 17);
     const auto dense = f.m.encoder().forward(f.cpu, p);
     CHECK(max_abs_diff(f.m.encoder().forward(f.cpu, p, all_last).hidden, dense.hidden) <= 1e-6f);

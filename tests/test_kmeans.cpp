@@ -295,8 +295,8 @@ TEST_CASE("lloyd re-seeds an empty cluster with the farthest row", "[kmeans]") {
     }
 
     SECTION("bad initial centroids") {
-        CHECK_THROWS_AS(lloyd(x, std::vector<float>{1.f, 2.f}, o), input_error);
-        CHECK_THROWS_AS(lloyd(x, std::vector<float>{1.f, 2.f, std::nanf("")}, o), input_error);
+        CHECK_THROWS_ID_AS(lloyd(x, std::vector<float>{1.f, 2.f}, o), usage_error, "U26");
+        CHECK_THROWS_ID_AS(lloyd(x, std::vector<float>{1.f, 2.f, std::nanf("")}, o), usage_error, "U26");
     }
 }
 
@@ -318,12 +318,12 @@ TEST_CASE("order_clusters_by_norm_sum", "[kmeans]") {
     }
 
     SECTION("errors") {
-        CHECK_THROWS_AS(order_clusters_by_norm_sum(x, assignment, 0), input_error);
-        CHECK_THROWS_AS(order_clusters_by_norm_sum(x, assignment, 2), input_error); // 2 is out of [0, 2)
+        CHECK_THROWS_ID_AS(order_clusters_by_norm_sum(x, assignment, 0), usage_error, "U26");
+        CHECK_THROWS_ID_AS(order_clusters_by_norm_sum(x, assignment, 2), usage_error, "U26"); // 2 is out of [0, 2)
         const std::vector<int> short_a = {0, 1};
-        CHECK_THROWS_AS(order_clusters_by_norm_sum(x, short_a, 4), input_error);
+        CHECK_THROWS_ID_AS(order_clusters_by_norm_sum(x, short_a, 4), usage_error, "U26");
         const std::vector<int> neg = {0, 1, -1, 2, 2};
-        CHECK_THROWS_AS(order_clusters_by_norm_sum(x, neg, 4), input_error);
+        CHECK_THROWS_ID_AS(order_clusters_by_norm_sum(x, neg, 4), usage_error, "U26");
     }
 }
 
@@ -332,32 +332,33 @@ TEST_CASE("kmeans rejects bad input", "[kmeans]") {
     const const_matrix_view<float> x(data.data(), 10, 3);
     kmeans_options o;
     o.k = 0;
-    CHECK_THROWS_AS(kmeans(x, o), input_error);
+    CHECK_THROWS_ID_AS(kmeans(x, o), usage_error, "U26");
     o.k = -2;
-    CHECK_THROWS_AS(kmeans(x, o), input_error);
+    CHECK_THROWS_ID_AS(kmeans(x, o), usage_error, "U26");
     o.k = 11;
-    CHECK_THROWS_AS(kmeans(x, o), input_error);
+    CHECK_THROWS_ID_AS(kmeans(x, o), usage_error, "U26");
     o.k = 2;
-    CHECK_THROWS_AS(kmeans(const_matrix_view<float>(data.data(), 0, 3), o), input_error);
-    CHECK_THROWS_AS(kmeans(const_matrix_view<float>(data.data(), 10, 0), o), input_error);
+    CHECK_THROWS_ID_AS(kmeans(const_matrix_view<float>(data.data(), 0, 3), o), usage_error, "U26");
+    CHECK_THROWS_ID_AS(kmeans(const_matrix_view<float>(data.data(), 10, 0), o), usage_error, "U26");
     o.restarts = 0;
-    CHECK_THROWS_AS(kmeans(x, o), input_error);
+    CHECK_THROWS_ID_AS(kmeans(x, o), usage_error, "U26");
     o.restarts = 1;
     o.max_iterations = -1;
-    CHECK_THROWS_AS(kmeans(x, o), input_error);
+    CHECK_THROWS_ID_AS(kmeans(x, o), usage_error, "U26");
     o.max_iterations = 10;
     o.tolerance = -1;
-    CHECK_THROWS_AS(kmeans(x, o), input_error);
+    CHECK_THROWS_ID_AS(kmeans(x, o), usage_error, "U26");
     o.tolerance = 1e-6;
     auto bad = data;
     bad[7] = std::numeric_limits<float>::infinity();
-    CHECK_THROWS_AS(kmeans(const_matrix_view<float>(bad.data(), 10, 3), o), input_error);
+    CHECK_THROWS_ID_AS(kmeans(const_matrix_view<float>(bad.data(), 10, 3), o), input_error, "E75");
     CHECK_NOTHROW(kmeans(x, o));
     try {
         o.k = 11;
         (void)kmeans(x, o);
         FAIL("no throw");
-    } catch (const input_error& e) {
+    } catch (const usage_error& e) {
+        CHECK(e.id() == "U26");
         CHECK_THAT(e.what(), Catch::Contains("kmeans") && Catch::Contains("11"));
     }
 }

@@ -157,7 +157,7 @@ struct learned_case {
 struct composed_case {
     static auto make(const sentence_fixture& f, const head_set& h) {
         const hash_setup setup = f.m.hash_setup_for();
-        return composed_exit<hash_exit<random_hash>, entropy_exit>{hash_exit<random_hash>(random_hash(setup, 42, equal_type_buckets{})),
+        return composed_exit<hash_exit<>, entropy_exit>{hash_exit<>(random_hash(setup, 42, equal_type_buckets{})),
                                                                   entropy_exit{h.median_entropy}};
     }
 };
@@ -475,7 +475,7 @@ TEST_CASE("heads reject misuse and heads files that do not fit, with their ids",
 
 TEST_CASE("layer features hold the rows the heads read, under a token policy too", "[exit][head_training]") {
     const auto& f = sentence_fixture::get();
-    const hash_exit<random_hash> hashed(random_hash(f.m.hash_setup_for(), 42, equal_type_buckets{}));
+    const hash_exit<> hashed(random_hash(f.m.hash_setup_for(), 42, equal_type_buckets{}));
     // The batch split in two: the features keep the samples in batch order.
     packed_batch first, second;
     for (index_t s = 0; s < f.batch.sequences(); ++s) {

@@ -23,7 +23,7 @@
 namespace {
 
 using namespace hashee;
-using hashee_policy = hash_exit<table_hash, kv_semantics::keep>;
+using hashee_policy = hash_exit<kv_semantics::keep>;
 
 void set_error(char* err, std::size_t err_len, const char* what) {
     if (!err || err_len == 0) return;
@@ -41,7 +41,7 @@ struct hc_model {
     hc_model(const char* dir, const char* table, int threads)
         : cpu(threads), m(model<eigen_cpu>::load(dir, cpu)) {
         if (table && *table)
-            hashee.emplace(table_hash(exit_table::load(table, m.tokenizer().vocab(), m.config().num_hidden_layers)));
+            hashee.emplace(exit_table::load(table, m.tokenizer().vocab(), m.config().num_hidden_layers));
     }
 
     void embed(const std::int32_t* ids, const std::int32_t* lengths, int batch, float* out, double* flops) const {

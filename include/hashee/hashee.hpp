@@ -19,10 +19,12 @@
 #include <hashee/io/tsv.hpp>
 #include <hashee/core/cost.hpp>
 #include <hashee/hash/bucketing.hpp>
+#include <hashee/hash/build_exit_table.hpp>
 #include <hashee/hash/clustering_hash.hpp>
 #include <hashee/exit/exit_policy.hpp>
 #include <hashee/hash/exit_table.hpp>
 #include <hashee/hash/frequency_hash.hpp>
+#include <hashee/hash/hash_kind.hpp>
 #include <hashee/hash/hash_policy.hpp>
 #include <hashee/hash/kmeans.hpp>
 #include <hashee/hash/mutual_information_hash.hpp>

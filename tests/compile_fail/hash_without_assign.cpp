@@ -1,4 +1,7 @@
-// Must not compile: a hash policy without assign(ids, exits). The diagnostic names hash_policy.
+// Must not compile: a hash a user plugs into hash_exit without assign(ids, exits). The
+// diagnostic names hash_policy.
+#include <string_view>
+
 #include <hashee/exit/exit_policy.hpp>
 
 struct no_assign_hash {
@@ -7,5 +10,5 @@ struct no_assign_hash {
 };
 
 int main() {
-    [[maybe_unused]] hashee::hash_exit<no_assign_hash>* policy = nullptr;
+    [[maybe_unused]] const hashee::hash_exit<> policy(no_assign_hash{});
 }

@@ -7,9 +7,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include <hashee/core/config.hpp>
+#include <hashee/core/error.hpp>
 
 namespace hashee {
 
@@ -32,6 +35,17 @@ struct macs {
 /// What exited tokens are at the layers above their exit: still keys and values, projected
 /// from their frozen state ("keep", the paper's semantics), or gone ("drop").
 enum class kv_semantics { keep, drop };
+
+/// "keep" or "drop".
+inline std::string_view to_string(kv_semantics kv) { return kv == kv_semantics::keep ? "keep" : "drop"; }
+
+/// kv_semantics by name ("keep", "drop"); input_error E74 for any other name, as "`what` must be
+/// keep or drop, not '...'" (`what`: where the name came from, e.g. a command's option "--kv").
+inline kv_semantics parse_kv_semantics(std::string_view name, std::string_view what = "key/value semantics") {
+    if (name == "keep") return kv_semantics::keep;
+    if (name == "drop") return kv_semantics::drop;
+    throw input_error("E74", std::string(what) + " must be keep or drop, not '" + std::string(name) + "'");
+}
 
 /// The MACs of one layer for one sequence with n positions, m of them active. With `drop`
 /// only the m active positions are keys and values.

@@ -5,7 +5,9 @@
 //  - target_speedup: boundaries chosen so the FLOPs speed-up on a corpus meets a requested value:
 //    a token whose occurrence mass along the ranking is at u (0..1) exits at
 //    min(L, 1 + floor(L u / rho)), and rho is searched until the speed-up is within tolerance.
-// Special tokens, and ids the ranking leaves out, exit at L.
+// Special tokens, and ids the ranking leaves out, exit at L. A corpus that holds no token but
+// special tokens (no text at all, or only empty texts) is refused the same way by everything
+// that ranks or measures on it (detail::require_text, input_error E70).
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +15,7 @@
 #include <cstdio>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -20,8 +23,8 @@
 #include <hashee/core/cost.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/hash/exit_table.hpp>
-#include <hashee/hash/hash_policy.hpp>
 #include <hashee/core/packed_batch.hpp>
+#include <hashee/model/hash_setup.hpp>
 
 namespace hashee {
 
@@ -41,9 +44,25 @@ using bucketing = std::variant<equal_type_buckets, target_speedup>;
 
 namespace detail {
 
+/// input_error E70 unless `corpus` holds a token other than the special tokens: what every
+/// builder that reads a corpus asks first. `who`: the builder, `what`: the corpus it reads.
+inline void require_text(const hash_setup& s, const packed_batch& corpus, std::string_view who,
+                         std::string_view what = "the corpus") {
+    for (const std::int32_t id : corpus.ids)
+        if (!s.is_special(id)) return;
+    std::string m(who);
+    m += ": ";
+    m += what;
+    const index_t n = corpus.sequences();
+    m += n == 0 ? " is empty (no sequences)"
+                : " holds no token besides the special tokens (" + std::to_string(n) + (n == 1 ? " sequence" : " sequences") +
+                      ", every text empty)";
+    throw input_error("E70", m);
+}
+
 inline exit_table equal_types(std::span<const std::int32_t> ranking, const hash_setup& s, int buckets, std::string policy) {
     const int L = s.num_layers, B = buckets == 0 ? L : buckets;
-    if (B < 1) throw input_error("equal_type_buckets: bucket count must be >= 1");
+    if (B < 1) throw usage_error("U23", "equal_type_buckets: bucket count must be >= 1, got " + std::to_string(buckets));
     exit_table t(s.vocab_size, L, std::move(policy));
     const std::size_t per = std::max<std::size_t>(1, ranking.size() / static_cast<std::size_t>(B));
     for (std::size_t r = 0; r < ranking.size(); ++r) {
@@ -84,9 +103,10 @@ inline std::string ratio_str(double r) {
 
 inline exit_table to_target(std::span<const std::int32_t> ranking, const hash_setup& s, const target_speedup& t,
                             std::string policy) {
-    if (!t.corpus || !t.config) throw input_error("target_speedup: needs a corpus and a model config");
-    if (!(t.ratio >= 1.0)) throw input_error("target_speedup: the ratio must be >= 1");
-    if (t.corpus->tokens() == 0) throw input_error("target_speedup: the corpus is empty");
+    if (!t.corpus || !t.config) throw usage_error("U23", "target_speedup: needs a corpus and a model config");
+    if (!(t.ratio >= 1.0) || !std::isfinite(t.ratio))
+        throw input_error("E76", "target_speedup: the ratio must be a number >= 1, got " + std::to_string(t.ratio));
+    require_text(s, *t.corpus, "target_speedup");
     const int L = s.num_layers;
     const auto counts = occurrence_counts(*t.corpus, s.vocab_size);
     double total = 0;
@@ -117,9 +137,9 @@ inline exit_table to_target(std::span<const std::int32_t> ranking, const hash_se
     exit_table best = table_for(std::exp(hi));
     double best_speedup = speedup(best);
     if (best_speedup < t.ratio * (1 - t.tolerance))
-        throw input_error("target_speedup: " + ratio_str(t.ratio) + " is out of reach for the '" + policy +
-                          "' hash on this corpus (at most " + ratio_str(best_speedup) + " with " +
-                          (t.kv == kv_semantics::keep ? "keep" : "drop") + " key/value semantics)");
+        throw input_error("E24", "target_speedup: " + ratio_str(t.ratio) + " is out of reach for the '" + policy +
+                                     "' hash on this corpus (at most " + ratio_str(best_speedup) + " with " +
+                                     std::string(to_string(t.kv)) + " key/value semantics)");
     for (int it = 0; it < 60; ++it) {
         const double mid = (lo + hi) / 2;
         exit_table e = table_for(std::exp(mid));
@@ -131,7 +151,7 @@ inline exit_table to_target(std::span<const std::int32_t> ranking, const hash_se
         (sp < t.ratio ? lo : hi) = mid;
     }
     if (std::abs(best_speedup - t.ratio) > t.tolerance * t.ratio)
-        throw input_error("target_speedup: the '" + policy + "' hash cannot get within " +
+        throw input_error("E24", "target_speedup: the '" + policy + "' hash cannot get within " +
                           std::to_string(static_cast<int>(100 * t.tolerance)) + "% of " + ratio_str(t.ratio) +
                           " on this corpus (closest: " + ratio_str(best_speedup) + ")");
     return best;
@@ -142,9 +162,10 @@ inline exit_table to_target(std::span<const std::int32_t> ranking, const hash_se
 /// The exit table of a ranking (token ids, earliest exit first) under a bucketing.
 inline exit_table make_exit_table(std::span<const std::int32_t> ranking, const hash_setup& s, const bucketing& b,
                                   std::string policy) {
-    if (s.num_layers < 1 || s.vocab_size < 1) throw input_error("hash_setup: needs a vocabulary and layers");
+    if (s.num_layers < 1 || s.vocab_size < 1) throw usage_error("U22", "hash_setup: needs a vocabulary and layers");
     for (const std::int32_t id : ranking)
-        if (id < 0 || id >= s.vocab_size) throw input_error("ranking holds token id " + std::to_string(id) + " outside the vocabulary");
+        if (id < 0 || id >= s.vocab_size)
+            throw usage_error("U22", "ranking holds token id " + std::to_string(id) + " outside the vocabulary");
     if (const auto* e = std::get_if<equal_type_buckets>(&b)) return detail::equal_types(ranking, s, e->buckets, std::move(policy));
     return detail::to_target(ranking, s, std::get<target_speedup>(b), std::move(policy));
 }

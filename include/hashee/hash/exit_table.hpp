@@ -1,13 +1,16 @@
 #pragma once
 // A hash table of HashEE: token id -> exit layer e in 1..L (hashee-spec section 2). Layers
 // 1..e update a token's state; after layer e it is frozen. Special tokens and ids the hash
-// never saw exit at L. Saved as a versioned JSON file that is validated on load.
+// never saw exit at L. Saved as a versioned JSON file that is validated on load. Every
+// consistent hash (frequency, mutual information, clustering, random) is a builder of one;
+// the table is the hash (a hash_policy: name(), num_layers(), assign()).
 
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -32,16 +35,25 @@ public:
 
     int num_layers() const { return layers_; }
     std::int32_t vocab_size() const { return static_cast<std::int32_t>(exits_.size()); }
+    /// The hash that built it ("frequency", "mutual_information", "clustering", "random", ...).
     const std::string& policy() const { return policy_; }
+    std::string_view name() const { return policy_; }
     std::span<const std::uint8_t> exits() const { return exits_; }
 
     /// The exit layer of a token id; ids outside the table exit at the last layer.
     int exit_layer(std::int32_t id) const {
         return id >= 0 && id < vocab_size() ? exits_[static_cast<std::size_t>(id)] : layers_;
     }
+    /// exits[i] = the exit layer of the occurrence ids[i] (the hash_policy's lookup).
+    void assign(std::span<const std::int32_t> ids, std::span<std::uint8_t> exits) const {
+        if (ids.size() != exits.size())
+            throw usage_error("U21", "exit_table::assign: " + std::to_string(ids.size()) + " ids but " +
+                                         std::to_string(exits.size()) + " exits");
+        for (std::size_t i = 0; i < ids.size(); ++i) exits[i] = static_cast<std::uint8_t>(exit_layer(ids[i]));
+    }
     void set(std::int32_t id, int layer) {
-        if (id < 0 || id >= vocab_size()) throw input_error("exit_table: token id " + std::to_string(id) + " outside [0, " + std::to_string(vocab_size()) + ")");
-        if (layer < 1 || layer > layers_) throw input_error("exit_table: exit layer " + std::to_string(layer) + " outside [1, " + std::to_string(layers_) + "]");
+        if (id < 0 || id >= vocab_size()) throw usage_error("U22", "exit_table: token id " + std::to_string(id) + " outside [0, " + std::to_string(vocab_size()) + ")");
+        if (layer < 1 || layer > layers_) throw usage_error("U22", "exit_table: exit layer " + std::to_string(layer) + " outside [1, " + std::to_string(layers_) + "]");
         exits_[static_cast<std::size_t>(id)] = static_cast<std::uint8_t>(layer);
     }
     /// Sends these ids (the special tokens) to the last layer.
@@ -77,7 +89,8 @@ public:
     }
 
     /// Parses and validates a table for this vocabulary and layer count; format_error naming
-    /// `source` and the field for anything malformed or made for another model.
+    /// `source` and the field: E71 for anything malformed, E23 for a table of another version
+    /// or made for another model.
     static exit_table parse(std::string_view text, const std::string& source, const vocab& v, int num_layers) {
         nlohmann::json j;
         // A table nests two deep. Deeper JSON is refused while parsing: the error messages
@@ -86,15 +99,16 @@ public:
                                                                   nlohmann::json&) {
             if ((event == nlohmann::json::parse_event_t::object_start ||
                  event == nlohmann::json::parse_event_t::array_start) && depth > 32)
-                throw format_error(detail::located(source, "invalid JSON: nested too deeply"));
+                throw format_error("E71", detail::located(source, "invalid JSON: nested too deeply"));
             return true;
         };
         try {
             j = nlohmann::json::parse(text, depth_limit);
         } catch (const nlohmann::json::exception& e) {
-            throw format_error(detail::located(source, std::string("invalid JSON: ") + e.what()));
+            throw format_error("E71", detail::located(source, std::string("invalid JSON: ") + e.what()));
         }
-        const auto fail = [&](const std::string& what) { return format_error(detail::located(source, what)); };
+        const auto fail = [&](const std::string& what) { return format_error("E71", detail::located(source, what)); };
+        const auto other = [&](const std::string& what) { return format_error("E23", detail::located(source, what)); };
         if (!j.is_object()) throw fail("expected a JSON object");
         for (const auto& [key, _] : j.items())
             if (key != "format" && key != "version" && key != "policy" && key != "num_layers" && key != "vocab_size" &&
@@ -105,19 +119,19 @@ public:
             return j.at(name);
         };
         if (!field("format").is_string() || field("format").get<std::string>() != file_format)
-            throw fail("field 'format' is not \"hashee-exit-table\"");
+            throw other("field 'format' is not \"hashee-exit-table\"");
         if (!field("version").is_number_integer() || field("version").get<std::int64_t>() != file_version)
-            throw fail("unsupported version " + field("version").dump() + " (this build reads version " +
+            throw other("unsupported version " + field("version").dump() + " (this build reads version " +
                        std::to_string(file_version) + ")");
         if (!field("policy").is_string()) throw fail("field 'policy' must be a string");
         if (!field("num_layers").is_number_integer() || field("num_layers").get<std::int64_t>() != num_layers)
-            throw fail("field 'num_layers' is " + field("num_layers").dump() + " but the model has " +
+            throw other("field 'num_layers' is " + field("num_layers").dump() + " but the model has " +
                        std::to_string(num_layers) + " layers");
         if (!field("vocab_size").is_number_integer() || field("vocab_size").get<std::int64_t>() != v.size())
-            throw fail("field 'vocab_size' is " + field("vocab_size").dump() + " but the vocabulary has " +
+            throw other("field 'vocab_size' is " + field("vocab_size").dump() + " but the vocabulary has " +
                        std::to_string(v.size()) + " tokens");
         if (!field("vocab_fingerprint").is_string() || field("vocab_fingerprint").get<std::string>() != fingerprint(v))
-            throw fail("field 'vocab_fingerprint' does not match this vocabulary (the table was made for another model)");
+            throw other("field 'vocab_fingerprint' does not match this vocabulary (the table was made for another model)");
         const auto& ex = field("exits");
         if (!ex.is_array() || ex.size() != static_cast<std::size_t>(v.size()))
             throw fail("field 'exits' must be an array of " + std::to_string(v.size()) + " exit layers");
@@ -149,8 +163,8 @@ public:
 
 private:
     static std::int32_t check_sizes(std::int32_t vocab_size, int num_layers) {
-        if (vocab_size < 1) throw input_error("exit_table: vocabulary size must be >= 1");
-        if (num_layers < 1 || num_layers > 255) throw input_error("exit_table: layer count must be in 1..255");
+        if (vocab_size < 1) throw usage_error("U22", "exit_table: vocabulary size must be >= 1");
+        if (num_layers < 1 || num_layers > 255) throw usage_error("U22", "exit_table: layer count must be in 1..255");
         return vocab_size;
     }
 

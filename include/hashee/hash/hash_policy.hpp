@@ -1,19 +1,19 @@
 #pragma once
-// What a HashEE hash must provide (hash_policy), the setup every hash is built for, and
-// table_hash: the lookup behind every consistent hash (frequency, mutual information,
-// clustering, random, or a table loaded from a file).
+// What a HashEE hash must provide (hash_policy), and any_hash: a hash a user provides, of any
+// type, held behind one indirect call per batch. The hashes hashee builds are exit tables
+// (exit_table.hpp; frequency, mutual information, clustering, random) and the inconsistent
+// random draw (random_hash.hpp); hash_exit (exit/exit_policy.hpp) holds one of those or an
+// any_hash.
 
 #include <concepts>
 #include <cstdint>
-#include <filesystem>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
-#include <vector>
+#include <type_traits>
 
-#include <hashee/core/error.hpp>
 #include <hashee/hash/exit_table.hpp>
-#include <hashee/model/hash_setup.hpp>
 
 namespace hashee {
 
@@ -25,29 +25,40 @@ concept hash_policy = requires(const H& h, std::span<const std::int32_t> ids, st
     h.assign(ids, exits); ///< exits[i] = exit layer of the occurrence ids[i]
 };
 
-/// A consistent hash: one exit layer per token id, looked up.
-class table_hash {
+static_assert(hash_policy<exit_table>);
+
+/// Any hash_policy, type-erased and shared (copies share the one hash; it must be safe to call
+/// from several threads at once, as a loaded model is).
+class any_hash {
 public:
-    explicit table_hash(exit_table table) : table_(std::move(table)) {}
+    template <hash_policy H>
+        requires(!std::same_as<std::remove_cvref_t<H>, any_hash>)
+    explicit any_hash(H hash) : self_(std::make_shared<const held<H>>(std::move(hash))) {}
 
-    std::string_view name() const { return table_.policy(); }
-    int num_layers() const { return table_.num_layers(); }
-    const exit_table& table() const { return table_; }
-    void assign(std::span<const std::int32_t> ids, std::span<std::uint8_t> exits) const {
-        if (ids.size() != exits.size()) throw input_error("table_hash::assign: ids and exits differ in length");
-        for (std::size_t i = 0; i < ids.size(); ++i) exits[i] = static_cast<std::uint8_t>(table_.exit_layer(ids[i]));
-    }
-
-    /// A table saved by exit_table::save (e.g. by `hashee hash build`), validated against the
-    /// vocabulary and layer count of the model it will run with.
-    static table_hash load(const std::filesystem::path& file, const vocab& v, int num_layers) {
-        return table_hash(exit_table::load(file, v, num_layers));
-    }
+    std::string_view name() const { return self_->name(); }
+    int num_layers() const { return self_->num_layers(); }
+    void assign(std::span<const std::int32_t> ids, std::span<std::uint8_t> exits) const { self_->assign(ids, exits); }
 
 private:
-    exit_table table_;
+    struct base {
+        virtual ~base() = default;
+        virtual std::string_view name() const = 0;
+        virtual int num_layers() const = 0;
+        virtual void assign(std::span<const std::int32_t> ids, std::span<std::uint8_t> exits) const = 0;
+    };
+    template <class H>
+    struct held final : base {
+        explicit held(H h) : hash(std::move(h)) {}
+        std::string_view name() const override { return hash.name(); }
+        int num_layers() const override { return hash.num_layers(); }
+        void assign(std::span<const std::int32_t> ids, std::span<std::uint8_t> exits) const override {
+            hash.assign(ids, exits);
+        }
+        H hash;
+    };
+    std::shared_ptr<const base> self_;
 };
 
-static_assert(hash_policy<table_hash>);
+static_assert(hash_policy<any_hash>);
 
 } // namespace hashee

@@ -146,13 +146,13 @@ inline double squared_distance_double(const float* x, const float* c, index_t di
 }
 
 inline void validate(const_matrix_view<float> rows, int k, const char* where) {
-    if (rows.rows <= 0) throw input_error(located(where, "no rows to cluster"));
-    if (rows.cols <= 0) throw input_error(located(where, "rows have no columns"));
-    if (rows.stride < rows.cols) throw input_error(located(where, "row stride is smaller than the row length"));
+    if (rows.rows <= 0) throw usage_error("U26", located(where, "no rows to cluster"));
+    if (rows.cols <= 0) throw usage_error("U26", located(where, "rows have no columns"));
+    if (rows.stride < rows.cols) throw usage_error("U26", located(where, "row stride is smaller than the row length"));
     if (k < 1) {
         std::string m = "k must be >= 1, got ";
         m += std::to_string(k);
-        throw input_error(located(where, m));
+        throw usage_error("U26", located(where, m));
     }
     if (k > rows.rows) {
         std::string m = "k = ";
@@ -160,7 +160,7 @@ inline void validate(const_matrix_view<float> rows, int k, const char* where) {
         m += " exceeds the number of rows (";
         m += std::to_string(rows.rows);
         m += ")";
-        throw input_error(located(where, m));
+        throw usage_error("U26", located(where, m));
     }
 }
 
@@ -174,7 +174,7 @@ inline void validate_finite(const_matrix_view<float> rows, const char* where) {
                 m += ", column ";
                 m += std::to_string(j);
                 m += " is not finite";
-                throw input_error(located(where, m));
+                throw input_error("E75", located(where, m));
             }
         }
     }
@@ -395,14 +395,14 @@ inline void validate_options(const kmeans_options& o, const char* where) {
     if (o.restarts < 1) {
         std::string m = "restarts must be >= 1, got ";
         m += std::to_string(o.restarts);
-        throw input_error(located(where, m));
+        throw usage_error("U26", located(where, m));
     }
     if (o.max_iterations < 0) {
         std::string m = "max_iterations must be >= 0, got ";
         m += std::to_string(o.max_iterations);
-        throw input_error(located(where, m));
+        throw usage_error("U26", located(where, m));
     }
-    if (!(o.tolerance >= 0)) throw input_error(located(where, "tolerance must be >= 0"));
+    if (!(o.tolerance >= 0)) throw usage_error("U26", located(where, "tolerance must be >= 0"));
 }
 
 } // namespace detail::kmeans_impl
@@ -415,18 +415,18 @@ inline kmeans_result lloyd(const_matrix_view<float> rows, std::span<const float>
                            const kmeans_options& options, const eigen_cpu& backend) {
     namespace ki = detail::kmeans_impl;
     ki::validate(rows, options.k, "lloyd");
-    if (options.max_iterations < 0) throw input_error("lloyd: max_iterations must be >= 0");
-    if (!(options.tolerance >= 0)) throw input_error("lloyd: tolerance must be >= 0");
+    if (options.max_iterations < 0) throw usage_error("U26", "lloyd: max_iterations must be >= 0");
+    if (!(options.tolerance >= 0)) throw usage_error("U26", "lloyd: tolerance must be >= 0");
     if (static_cast<index_t>(initial_centroids.size()) != options.k * rows.cols) {
         std::string m = "initial centroids hold ";
         m += std::to_string(initial_centroids.size());
         m += " floats, expected k * dim = ";
         m += std::to_string(options.k * rows.cols);
-        throw input_error(detail::located("lloyd", m));
+        throw usage_error("U26", detail::located("lloyd", m));
     }
     ki::validate_finite(rows, "lloyd");
     for (float v : initial_centroids)
-        if (!std::isfinite(v)) throw input_error("lloyd: initial centroids contain a non-finite value");
+        if (!std::isfinite(v)) throw usage_error("U26", "lloyd: initial centroids contain a non-finite value");
     kmeans_result result;
     result.centroids.assign(initial_centroids.begin(), initial_centroids.end());
     ki::lloyd_state state(rows, options.k, backend);
@@ -443,8 +443,9 @@ inline kmeans_result lloyd(const_matrix_view<float> rows, std::span<const float>
 
 /// k-means with k-means++ seeding and `options.restarts` restarts; the restart of lowest
 /// inertia wins (ties: the earliest). Restart r draws from
-/// std::mt19937_64(splitmix64(seed ^ splitmix64(r))). input_error when k < 1, k > rows,
-/// rows == 0, restarts < 1, max_iterations < 0, tolerance < 0 or a value is not finite.
+/// std::mt19937_64(splitmix64(seed ^ splitmix64(r))). usage_error U26 when k < 1, k > rows,
+/// rows == 0, restarts < 1, max_iterations < 0 or tolerance < 0; input_error E75 when a value
+/// is not finite.
 inline kmeans_result kmeans(const_matrix_view<float> rows, const kmeans_options& options, const eigen_cpu& backend) {
     namespace ki = detail::kmeans_impl;
     ki::validate(rows, options.k, "kmeans");
@@ -480,7 +481,7 @@ inline std::vector<int> order_clusters_by_norm_sum(const_matrix_view<float> rows
     if (k < 1) {
         std::string m = "k must be >= 1, got ";
         m += std::to_string(k);
-        throw input_error(detail::located("order_clusters_by_norm_sum", m));
+        throw usage_error("U26", detail::located("order_clusters_by_norm_sum", m));
     }
     if (static_cast<index_t>(assignment.size()) != rows.rows) {
         std::string m = "assignment has ";
@@ -488,7 +489,7 @@ inline std::vector<int> order_clusters_by_norm_sum(const_matrix_view<float> rows
         m += " entries for ";
         m += std::to_string(rows.rows);
         m += " rows";
-        throw input_error(detail::located("order_clusters_by_norm_sum", m));
+        throw usage_error("U26", detail::located("order_clusters_by_norm_sum", m));
     }
     std::vector<double> sums(static_cast<std::size_t>(k), 0.0);
     for (index_t r = 0; r < rows.rows; ++r) {
@@ -501,7 +502,7 @@ inline std::vector<int> order_clusters_by_norm_sum(const_matrix_view<float> rows
             m += ", outside [0, ";
             m += std::to_string(k);
             m += ")";
-            throw input_error(detail::located("order_clusters_by_norm_sum", m));
+            throw usage_error("U26", detail::located("order_clusters_by_norm_sum", m));
         }
         const float* x = rows.row(r);
         double s = 0;
