@@ -156,7 +156,7 @@ inline void fuzz_vocab(const std::uint8_t* data, std::size_t size) {
             try {
                 (void)v.token(bad);
                 check(false, "token() accepted an id out of range");
-            } catch (const hashee::input_error&) {
+            } catch (const hashee::usage_error&) {  // U03
             }
         }
         // A vocabulary that holds the specials must also make a working tokenizer.

@@ -37,8 +37,10 @@ json base() {
 
 bert_config parse(const json& j) { return bert_config::parse(j.dump(), src); }
 
-/// parse(j) must throw config_error naming the source and field `field`.
-std::string expect_config_error(const json& j, const std::string& field) {
+/// parse(j) must throw config_error naming the source and field `field`, with catalogue id
+/// `id` (E38 unless given: a field missing, mistyped, repeated or out of range).
+std::string expect_config_error(const json& j, const std::string& field, const std::string& id = "E38") {
+    CHECK_THROWS_ID_AS(parse(j), hashee::config_error, id);
     const auto msg = error_of<hashee::config_error>([&] { (void)parse(j); });
     INFO(msg);
     CHECK(msg.rfind(src + ": ", 0) == 0);
@@ -234,14 +236,14 @@ TEST_CASE("config: unsupported values", "[config]") {
         for (const char* act : {"gelu_new", "gelu_pytorch_tanh", "relu", "GELU", ""}) {
             json j = base();
             j["hidden_act"] = act;
-            CHECK_THAT(expect_config_error(j, "hidden_act"), Contains("not supported"));
+            CHECK_THAT(expect_config_error(j, "hidden_act", "E09"), Contains("not supported"));
         }
     }
     SECTION("position_embedding_type other than absolute") {
         for (const char* p : {"relative_key", "relative_key_query", "rotary"}) {
             json j = base();
             j["position_embedding_type"] = p;
-            CHECK_THAT(expect_config_error(j, "position_embedding_type"), Contains(p));
+            CHECK_THAT(expect_config_error(j, "position_embedding_type", "E09"), Contains(p));
         }
         json j = base();
         j["position_embedding_type"] = "absolute";
@@ -251,7 +253,7 @@ TEST_CASE("config: unsupported values", "[config]") {
         for (const char* flag : {"is_decoder", "add_cross_attention", "is_encoder_decoder"}) {
             json j = base();
             j[flag] = true;
-            expect_config_error(j, flag);
+            expect_config_error(j, flag, "E09");
             j[flag] = false;
             CHECK_NOTHROW(parse(j));
         }
@@ -259,13 +261,13 @@ TEST_CASE("config: unsupported values", "[config]") {
     SECTION("pruned heads") {
         json j = base();
         j["pruned_heads"] = {{"0", {1, 2}}};
-        expect_config_error(j, "pruned_heads");
+        expect_config_error(j, "pruned_heads", "E09");
     }
     SECTION("model_type other than bert / elasticbert") {
         for (const char* m : {"roberta", "distilbert", "BERT", ""}) {
             json j = base();
             j["model_type"] = m;
-            expect_config_error(j, "model_type");
+            expect_config_error(j, "model_type", "E09");
         }
     }
 }
@@ -276,14 +278,14 @@ TEST_CASE("config: unknown fields are errors", "[config]") {
         DYNAMIC_SECTION(field) {
             json j = base();
             j[field] = 1;
-            CHECK_THAT(expect_config_error(j, field), Contains("unknown field"));
+            CHECK_THAT(expect_config_error(j, field, "E10"), Contains("unknown field"));
         }
     }
     SECTION("an unknown field is reported before a missing one") {
         json j = base();
         j.erase("hidden_size");
         j["hiden_size"] = 384;
-        expect_config_error(j, "hiden_size");
+        expect_config_error(j, "hiden_size", "E10");
     }
 }
 
@@ -291,17 +293,20 @@ TEST_CASE("config: malformed JSON and files", "[config]") {
     SECTION("not JSON") {
         for (const char* bad : {"", "{", "{\"hidden_size\": }", "not json", "{} {}", "{\"a\":NaN}"}) {
             INFO(bad);
+            CHECK_THROWS_ID_AS(bert_config::parse(bad, src), hashee::format_error, "E37");
             const auto msg = error_of<hashee::format_error>([&] { (void)bert_config::parse(bad, src); });
             CHECK_THAT(msg, Contains(src));
         }
     }
     SECTION("a NUL byte (which would end nlohmann's input early)") {
         const std::string text = base().dump() + std::string(1, '\0') + "garbage";
+        CHECK_THROWS_ID_AS(bert_config::parse(text, src), hashee::format_error, "E37");
         const auto msg = error_of<hashee::format_error>([&] { (void)bert_config::parse(text, src); });
         CHECK_THAT(msg, Contains(src) && Contains("NUL"));
     }
     SECTION("not an object") {
         for (const char* bad : {"[]", "1", "\"bert\"", "null"}) {
+            CHECK_THROWS_ID_AS(bert_config::parse(bad, src), hashee::format_error, "E37");
             const auto msg = error_of<hashee::format_error>([&] { (void)bert_config::parse(bad, src); });
             CHECK_THAT(msg, Contains(src) && Contains("not a JSON object"));
         }
@@ -309,12 +314,19 @@ TEST_CASE("config: malformed JSON and files", "[config]") {
     SECTION("duplicate fields") {
         std::string text = base().dump();
         text.insert(1, "\"hidden_size\":768,");
+        CHECK_THROWS_ID_AS(bert_config::parse(text, src), hashee::config_error, "E38");
         const auto msg = error_of<hashee::config_error>([&] { (void)bert_config::parse(text, src); });
         CHECK_THAT(msg, Contains(src) && Contains("field 'hidden_size'") && Contains("twice"));
+    }
+    SECTION("too deep") {
+        const std::string deep = "{\"task_specific_params\":" + std::string(40, '[') + std::string(40, ']') + "}";
+        CHECK_THROWS_ID_AS(bert_config::parse(deep, src), hashee::format_error, "E36");
     }
     SECTION("files") {
         temp_dir dir;
         const auto missing = dir.path / "config.json";
+        CHECK_THROWS_ID_AS(bert_config::load(missing), hashee::io_error, "E12");
+        CHECK_THROWS_ID_AS(bert_config::load(dir.path), hashee::io_error, "E12");
         CHECK_THAT(error_of<hashee::io_error>([&] { (void)bert_config::load(missing); }),
                    Contains(missing.string()));
         CHECK_THAT(error_of<hashee::io_error>([&] { (void)bert_config::load(dir.path); }),

@@ -673,6 +673,8 @@ TEMPLATE_TEST_CASE("bad targets and features are input_errors that say what is w
     auto error = [&](const synthetic& data, std::vector<float> y) {
         return error_of<input_error>([&] { TestType::train(data, y); });
     };
+    CHECK_THROWS_ID_AS(TestType::train(s, std::vector<float>{0, 1, 2}), input_error, "E28");
+    CHECK_THROWS_ID_AS(TestType::train(s, std::vector<float>{0, 3, 1, 2}), input_error, "E28");
     CHECK_THAT(error(s, {0, 1, 2}), Contains("3 targets for 4 samples"));
     CHECK_THAT(error(s, {0, 3, 1, 2}), Contains("class 3 of sample 1 is outside [0, 3)"));
     CHECK_THAT(error(s, {0, 1, -1, 2}), Contains("class -1 of sample 2 is outside [0, 3)"));
@@ -681,6 +683,7 @@ TEMPLATE_TEST_CASE("bad targets and features are input_errors that say what is w
 
     synthetic bad = s;
     bad.features.sentences[bad.features.sentences.size() - 2] = std::numeric_limits<float>::infinity();
+    CHECK_THROWS_ID_AS(TestType::train(bad, s.targets), input_error, "E29");
     CHECK_THAT(error(bad, s.targets), Contains("non-finite value in the sentence states of layer 2, row 3, column 1"));
     bad = s;
     bad.features.sentences.pop_back();
@@ -693,6 +696,7 @@ TEMPLATE_TEST_CASE("bad targets and features are input_errors that say what is w
     bad.features.sentences.clear();
     CHECK_THAT(error(bad, {}), Contains("features hold no samples"));
     CHECK_NOTHROW(TestType::train(s, s.targets));
+    CHECK_THROWS_ID_AS(TestType::train(s, s.targets, 3), input_error, "E30");
     const auto msg = error_of<input_error>([&] { TestType::train(s, s.targets, 3); });
     CHECK_THAT(msg, Contains("the heads have 3 layers, the features 2"));
 }
@@ -724,9 +728,10 @@ TEST_CASE("wrong head layouts, missing tokens and bad options are input_errors",
         CHECK_THAT(error_of<input_error>([&] { (void)fastbert_heads(2, 4, 3, 0, 5, 2); }),
                    Contains("width 5 does not split into 2 attention heads"));
         const exit_predictor p(2, 4);
-        CHECK_THAT(error_of<input_error>([&] { (void)p.confidence(0, std::vector<float>(4)); }),
+        CHECK_THROWS_ID_AS(p.confidence(0, std::vector<float>(4)), usage_error, "U08");
+        CHECK_THAT(error_of<usage_error>([&] { (void)p.confidence(0, std::vector<float>(4)); }),
                    Contains("exit_predictor: layer 0 is outside 1..2"));
-        CHECK_THAT(error_of<input_error>([&] { (void)p.confidence(1, std::vector<float>(3)); }),
+        CHECK_THAT(error_of<usage_error>([&] { (void)p.confidence(1, std::vector<float>(3)); }),
                    Contains("state has 3 values, the units read 4"));
         CHECK(p.confidence(1, std::vector<float>{1, 2, 3, 4}) == 0.5);
     }
@@ -734,15 +739,16 @@ TEST_CASE("wrong head layouts, missing tokens and bad options are input_errors",
         classifier_heads h(2, random_pooler(4, 1), 3, false, 0);
         head_training_options opt;
         opt.batch_size = 0;
-        CHECK_THAT(error_of<input_error>([&] { train_deebert(h, s.features, s.targets, opt); }),
+        CHECK_THROWS_ID_AS(train_deebert(h, s.features, s.targets, opt), usage_error, "U07");
+        CHECK_THAT(error_of<usage_error>([&] { train_deebert(h, s.features, s.targets, opt); }),
                    Contains("batch_size must be >= 1"));
         opt = {};
         opt.learning_rate = std::numeric_limits<double>::infinity();
-        CHECK_THAT(error_of<input_error>([&] { train_deebert(h, s.features, s.targets, opt); }),
+        CHECK_THAT(error_of<usage_error>([&] { train_deebert(h, s.features, s.targets, opt); }),
                    Contains("learning_rate must be positive and finite"));
         opt = {};
         opt.epochs = -1;
-        CHECK_THAT(error_of<input_error>([&] { train_deebert(h, s.features, s.targets, opt); }), Contains("epochs must be >= 0"));
+        CHECK_THAT(error_of<usage_error>([&] { train_deebert(h, s.features, s.targets, opt); }), Contains("epochs must be >= 0"));
         classifier_heads wide(2, random_pooler(5, 1), 3, false, 0);
         CHECK_THAT(error_of<input_error>([&] { train_deebert(wide, s.features, s.targets); }),
                    Contains("the heads read width 5, the features have 4"));

@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <hashee/core/error.hpp>
 #include <hashee/eval/metrics.hpp>
 
@@ -52,7 +54,7 @@ TEST_CASE("average_ranks matches scipy.stats.rankdata(method='average')", "[metr
     CHECK(average_ranks(neg_x) == std::vector<double>{3.0, 1.0, 4.0, 6.0, 2.0, 5.0});
     CHECK(average_ranks(std::vector<double>{}).empty());
     CHECK(average_ranks(std::vector<double>{4.0, 4.0, 4.0}) == std::vector<double>{2.0, 2.0, 2.0});
-    CHECK_THROWS_AS(average_ranks(std::vector<double>{1.0, std::nan("")}), input_error);
+    CHECK_THROWS_ID_AS(average_ranks(std::vector<double>{1.0, std::nan("")}), input_error, "E44");
 }
 
 TEST_CASE("accuracy and f1_binary", "[metrics]") {
@@ -87,19 +89,26 @@ TEST_CASE("cosine similarity", "[metrics]") {
 
 TEST_CASE("metric argument errors are input_errors", "[metrics][errors]") {
     const std::vector<double> three{1.0, 2.0, 3.0}, two{1.0, 2.0}, one{1.0}, flat{2.0, 2.0, 2.0};
+    CHECK_THROWS_ID_AS(pearson(three, two), usage_error, "U09");
     CHECK_THROWS_MATCHES(pearson(three, two), input_error, Catch::Message("pearson: inputs differ in length (3 vs 2)"));
+    CHECK_THROWS_ID_AS(pearson(one, one), hashee::error, "E44");
     CHECK_THROWS_WITH(pearson(one, one), Contains("at least 2"));
+    CHECK_THROWS_ID_AS(pearson(three, flat), hashee::error, "E44");
     CHECK_THROWS_WITH(pearson(three, flat), Contains("zero variance"));
+    CHECK_THROWS_ID_AS(pearson(flat, three), hashee::error, "E44");
     CHECK_THROWS_WITH(pearson(flat, three), Contains("zero variance"));
+    CHECK_THROWS_ID_AS(pearson(three, std::vector<double>{1.0, INFINITY, 2.0}), hashee::error, "E44");
     CHECK_THROWS_WITH(pearson(three, std::vector<double>{1.0, INFINITY, 2.0}), Contains("non-finite"));
-    CHECK_THROWS_AS(spearman(three, two), input_error);
-    CHECK_THROWS_AS(spearman(one, one), input_error);
+    CHECK_THROWS_ID_AS(spearman(three, two), usage_error, "U09");
+    CHECK_THROWS_ID_AS(spearman(one, one), input_error, "E44");
+    CHECK_THROWS_ID_AS(spearman(three, flat), hashee::error, "E44");
     CHECK_THROWS_WITH(spearman(three, flat), Contains("spearman: zero variance"));
-    CHECK_THROWS_AS(spearman(three, std::vector<double>{1.0, NAN, 2.0}), input_error);
+    CHECK_THROWS_ID_AS(spearman(three, std::vector<double>{1.0, NAN, 2.0}), input_error, "E44");
     const std::vector<int> i3{1, 0, 1}, i2{1, 0};
-    CHECK_THROWS_AS(accuracy(i3, i2), input_error);
+    CHECK_THROWS_ID_AS(accuracy(i3, i2), usage_error, "U09");
+    CHECK_THROWS_ID_AS(accuracy(std::vector<int>{}, std::vector<int>{}), hashee::error, "E44");
     CHECK_THROWS_WITH(accuracy(std::vector<int>{}, std::vector<int>{}), Contains("empty"));
-    CHECK_THROWS_AS(f1_binary(i3, i2), input_error);
-    CHECK_THROWS_AS(f1_binary(std::vector<int>{}, std::vector<int>{}), input_error);
-    CHECK_THROWS_AS(cosine(std::vector<float>{1.0f}, std::vector<float>{1.0f, 2.0f}), input_error);
+    CHECK_THROWS_ID_AS(f1_binary(i3, i2), usage_error, "U09");
+    CHECK_THROWS_ID_AS(f1_binary(std::vector<int>{}, std::vector<int>{}), input_error, "E44");
+    CHECK_THROWS_ID_AS(cosine(std::vector<float>{1.0f}, std::vector<float>{1.0f, 2.0f}), usage_error, "U09");
 }

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
 #include <hashee/eval/metrics.hpp>
@@ -156,28 +158,34 @@ TEST_CASE("strided views and standardize = false", "[probe]") {
 
 TEST_CASE("probe argument errors are input_errors", "[probe][errors]") {
     const auto d = separable(20, 4);
+    CHECK_THROWS_ID_AS(logistic_probe::train(const_matrix_view<float>(d.x.data(), 0, 3), {}, 2), hashee::error, "E21");
     CHECK_THROWS_MATCHES(logistic_probe::train(const_matrix_view<float>(d.x.data(), 0, 3), {}, 2), input_error,
                          Catch::Message("logistic_probe::train: empty training set"));
     std::vector<int> bad = d.y;
     bad[5] = 2;
+    CHECK_THROWS_ID_AS(logistic_probe::train(d.view(), bad, 2), hashee::error, "E21");
     CHECK_THROWS_WITH(logistic_probe::train(d.view(), bad, 2), Contains("label 2 at row 5"));
     bad[5] = -1;
-    CHECK_THROWS_AS(logistic_probe::train(d.view(), bad, 2), input_error);
+    CHECK_THROWS_ID_AS(logistic_probe::train(d.view(), bad, 2), input_error, "E21");
+    CHECK_THROWS_ID_AS(logistic_probe::train(d.view(), std::span<const int>(d.y).first(10), 2), hashee::error, "E21");
     CHECK_THROWS_WITH(logistic_probe::train(d.view(), std::span<const int>(d.y).first(10), 2), Contains("10 labels"));
+    CHECK_THROWS_ID_AS(logistic_probe::train(d.view(), d.y, 1), hashee::error, "E21");
     CHECK_THROWS_WITH(logistic_probe::train(d.view(), d.y, 1), Contains("at least 2 classes"));
     probe_options opt;
     opt.batch_size = 0;
-    CHECK_THROWS_AS(logistic_probe::train(d.view(), d.y, 2, opt), input_error);
+    CHECK_THROWS_ID_AS(logistic_probe::train(d.view(), d.y, 2, opt), usage_error, "U07");
     opt = {};
     opt.learning_rate = 0.0;
-    CHECK_THROWS_AS(logistic_probe::train(d.view(), d.y, 2, opt), input_error);
+    CHECK_THROWS_ID_AS(logistic_probe::train(d.view(), d.y, 2, opt), usage_error, "U07");
     auto nan_x = d.x;
     nan_x[4] = std::nanf("");
+    CHECK_THROWS_ID_AS(logistic_probe::train(const_matrix_view<float>(nan_x.data(), d.n(), 3), d.y, 2), hashee::error, "E21");
     CHECK_THROWS_WITH(logistic_probe::train(const_matrix_view<float>(nan_x.data(), d.n(), 3), d.y, 2),
                       Contains("non-finite feature at row 1, column 1"));
 
     const auto p = logistic_probe::train(d.view(), d.y, 2);
     const const_matrix_view<float> two_cols(d.x.data(), 5, 2);
+    CHECK_THROWS_ID_AS(p.predict(two_cols), usage_error, "U07");
     CHECK_THROWS_WITH(p.predict(two_cols), Contains("2 columns") && Contains("trained on 3"));
-    CHECK_THROWS_AS(p.probabilities(two_cols), input_error);
+    CHECK_THROWS_ID_AS(p.probabilities(two_cols), usage_error, "U07");
 }

@@ -41,7 +41,18 @@ const std::string src = "corrupt.safetensors";
 
 /// Expects from_bytes to reject `bytes` with a format_error whose message names the source
 /// and every string of `parts`.
+/// Its catalogue id is one of the reader's (docs/errors.md): E01 the file ends early, E02 the
+/// header is not a JSON object, E03 a header length that cannot be, E04 offsets or sizes that
+/// lie, E36 JSON nested too deeply, E39 a malformed entry.
 void expect_format_error(std::vector<std::byte> bytes, std::initializer_list<std::string> parts) {
+    std::string id;
+    try {
+        (void)safetensors_file::from_bytes(bytes, src);
+    } catch (const hashee::error& e) {
+        id = e.id();
+    }
+    INFO("id " << id);
+    CHECK((id == "E01" || id == "E02" || id == "E03" || id == "E04" || id == "E36" || id == "E39"));
     const auto msg = error_of<hashee::format_error>(
         [&] { (void)safetensors_file::from_bytes(std::move(bytes), src); });
     INFO(msg);
@@ -135,7 +146,7 @@ TEST_CASE("real all-MiniLM-L6-v2 checkpoint opens and validates", "[safetensors]
         const auto bad_rank = error_of<hashee::weight_error>(
             [&] { (void)f.expect("embeddings.LayerNorm.bias", {384, 1}); });
         CHECK_THAT(bad_rank, Contains("[384]") && Contains("[384, 1]"));
-        CHECK_THROWS_AS(f.expect("missing", {1}), hashee::weight_error);
+        CHECK_THROWS_ID_AS(f.expect("missing", {1}), hashee::weight_error, "E07");
 
         std::vector<float> storage;
         const auto bad_dtype = error_of<hashee::weight_error>(
@@ -183,6 +194,7 @@ TEST_CASE("truncations of the real file are format errors, never crashes", "[saf
                           all.size() / 2, all.size() - 4, all.size() - 1}) {
         INFO("first " << k << " bytes");
         std::vector<std::byte> part(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k));
+        CHECK_THROWS_ID_AS(safetensors_file::from_bytes(part, "truncated.safetensors"), hashee::format_error, "E01");
         const auto msg = error_of<hashee::format_error>(
             [&] { (void)safetensors_file::from_bytes(std::move(part), "truncated.safetensors"); });
         CHECK_THAT(msg, Contains("truncated.safetensors"));
@@ -190,7 +202,7 @@ TEST_CASE("truncations of the real file are format errors, never crashes", "[saf
     // One byte too many is as wrong as one too few.
     auto longer = all;
     longer.push_back(std::byte{0});
-    CHECK_THROWS_AS(safetensors_file::from_bytes(std::move(longer), "longer"), hashee::format_error);
+    CHECK_THROWS_ID_AS(safetensors_file::from_bytes(std::move(longer), "longer"), hashee::format_error, "E04");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,7 +279,7 @@ TEST_CASE("generated files round-trip F32, F16, BF16 and other dtypes", "[safete
         CHECK(d.dtype == dtype::i64);
         CHECK(static_cast<std::int64_t>(hashee::detail::load_u64_le(f.bytes(d).data() + 16)) ==
               (1LL << 40));
-        CHECK_THROWS_AS(f.floats(d, st), hashee::weight_error);
+        CHECK_THROWS_ID_AS(f.floats(d, st), hashee::weight_error, "E05");
 
         const auto& e = f.expect("e.empty", {0, 4});
         CHECK(e.numel() == 0);
@@ -389,10 +401,12 @@ TEST_CASE("open: files that cannot be read are io errors or format errors", "[sa
     temp_dir dir;
     SECTION("missing file") {
         const auto p = dir.path / "missing.safetensors";
+        CHECK_THROWS_ID_AS(safetensors_file::open(p), hashee::io_error, "E12");
         const auto msg = error_of<hashee::io_error>([&] { (void)safetensors_file::open(p); });
         CHECK_THAT(msg, Contains(p.string()));
     }
     SECTION("a directory") {
+        CHECK_THROWS_ID_AS(safetensors_file::open(dir.path), hashee::io_error, "E12");
         const auto msg = error_of<hashee::io_error>([&] { (void)safetensors_file::open(dir.path); });
         CHECK_THAT(msg, Contains(dir.path.string()));
     }
@@ -592,11 +606,26 @@ TEST_CASE("corrupt: the layout of the data buffer", "[safetensors][corrupt]") {
     }
 }
 
+TEST_CASE("ids: a malformed entry is E39, misuse of the writer U02", "[safetensors]") {
+    CHECK_THROWS_ID_AS(safetensors_file::from_bytes(raw_file(one(R"({"dtype":"F33","shape":[1],"data_offsets":[0,1]})"), 1), src),
+                       hashee::format_error, "E39");
+    CHECK_THROWS_ID_AS(safetensors_file::from_bytes(raw_file(one(R"({"dtype":"U8","shape":[1]})"), 1), src),
+                       hashee::format_error, "E39");
+    temp_dir dir;
+    const std::vector<float> three{1, 2, 3};
+    const std::vector<hashee::safetensors_tensor> bad{{"w", {2, 2}, three}};
+    CHECK_THROWS_ID_AS(hashee::write_safetensors(dir.path / "h.safetensors", bad), hashee::usage_error, "U02");
+    const std::vector<hashee::safetensors_tensor> twice{{"w", {3}, three}, {"w", {3}, three}};
+    CHECK_THROWS_ID_AS(hashee::write_safetensors(dir.path / "h.safetensors", twice), hashee::usage_error, "U02");
+    CHECK_FALSE(fs::exists(dir.path / "h.safetensors"));
+}
+
 TEST_CASE("bytes() rejects a tensor_info from another file", "[safetensors]") {
     const auto f = safetensors_file::from_bytes(
         raw_file(one(R"({"dtype":"F32","shape":[1],"data_offsets":[0,4]})"), 4), "small");
     hashee::tensor_info alien{"alien", dtype::f32, {100}, 0, 400};
-    const auto msg = error_of<hashee::weight_error>([&] { (void)f.bytes(alien); });
+    CHECK_THROWS_ID_AS(f.bytes(alien), hashee::usage_error, "U01");
+    const auto msg = error_of<hashee::usage_error>([&] { (void)f.bytes(alien); });
     CHECK_THAT(msg, Contains("small") && Contains("alien"));
 }
 

@@ -319,7 +319,7 @@ TEST_CASE("vocab: loading and errors", "[tokenizer][vocab]") {
     fs::create_directories(dir);
 
     SECTION("missing file -> io_error") {
-        CHECK_THROWS_AS(hashee::vocab::load(dir / "does_not_exist.txt"), hashee::io_error);
+        CHECK_THROWS_ID_AS(hashee::vocab::load(dir / "does_not_exist.txt"), hashee::io_error, "E12");
     }
     SECTION("duplicate token -> format_error naming file and line") {
         const auto p = dir / "dup.txt";
@@ -329,6 +329,7 @@ TEST_CASE("vocab: loading and errors", "[tokenizer][vocab]") {
             FAIL("no exception");
         } catch (const hashee::format_error& e) {
             const std::string msg = e.what();
+            CHECK(e.id() == "E43");
             CHECK_THAT(msg, Catch::Contains(p.string() + ":4"));
             CHECK_THAT(msg, Catch::Contains("hello"));
         }
@@ -336,9 +337,10 @@ TEST_CASE("vocab: loading and errors", "[tokenizer][vocab]") {
     SECTION("empty file -> format_error") {
         const auto p = dir / "empty.txt";
         std::ofstream(p, std::ios::binary).flush();
-        CHECK_THROWS_AS(hashee::vocab::load(p), hashee::format_error);
+        CHECK_THROWS_ID_AS(hashee::vocab::load(p), hashee::format_error, "E43");
     }
     SECTION("empty line -> format_error naming the line") {
+        CHECK_THROWS_ID(hashee::vocab::from_string("a\n\nb\n", "v.txt"), "E43");
         CHECK_THROWS_WITH(hashee::vocab::from_string("a\n\nb\n", "v.txt"), Catch::Contains("v.txt:2"));
     }
     SECTION("CRLF vocabulary") {
@@ -357,9 +359,9 @@ TEST_CASE("vocab: loading and errors", "[tokenizer][vocab]") {
         const auto v = toy_vocab();
         CHECK(v.find("fox") == std::optional<std::int32_t>(8));
         CHECK_FALSE(v.find("wolf").has_value());
-        CHECK_THROWS_AS(v.id("wolf"), hashee::format_error);
-        CHECK_THROWS_AS(v.token(-1), hashee::input_error);
-        CHECK_THROWS_AS(v.token(v.size()), hashee::input_error);
+        CHECK_THROWS_ID_AS(v.id("wolf"), hashee::format_error, "E42");
+        CHECK_THROWS_ID_AS(v.token(-1), hashee::usage_error, "U03");
+        CHECK_THROWS_ID_AS(v.token(v.size()), hashee::usage_error, "U03");
     }
     SECTION("the real vocabulary has the special tokens at their usual ids") {
         const auto v = hashee::vocab::load(hashee::test::model_dir() / "vocab.txt");
@@ -379,7 +381,9 @@ TEST_CASE("tokenizer: special tokens are looked up, not hard-coded", "[tokenizer
     CHECK(tok.mask_id() == 4);
     hashee::tokenizer_options o;
     o.mask_token = "<mask>";
-    CHECK_THROWS_AS(wordpiece_tokenizer(toy_vocab(), o), hashee::format_error);
+    CHECK_THROWS_ID_AS(wordpiece_tokenizer(toy_vocab(), o), hashee::format_error, "E42");
+    o.mask_token = "";
+    CHECK_THROWS_ID_AS(wordpiece_tokenizer(toy_vocab(), o), hashee::usage_error, "U04");
 }
 
 TEST_CASE("tokenizer: WordPiece and normalisation on a toy vocabulary", "[tokenizer]") {
@@ -414,16 +418,16 @@ TEST_CASE("tokenizer: WordPiece and normalisation on a toy vocabulary", "[tokeni
 
 TEST_CASE("tokenizer: invalid UTF-8 -> input_error naming the byte offset", "[tokenizer]") {
     const wordpiece_tokenizer tok(toy_vocab());
-    CHECK_THROWS_AS(tok.tokenize("ab\xC3"), hashee::input_error);
+    CHECK_THROWS_ID_AS(tok.tokenize("ab\xC3"), hashee::input_error, "E17");
     CHECK_THROWS_WITH(tok.tokenize("ab\xC3"), Catch::Contains("byte offset 2"));
     CHECK_THROWS_WITH(tok.token_ids("fox \xFF"), Catch::Contains("byte offset 4"));
     CHECK_THROWS_WITH(tok.encode("a", std::string_view("\xC0\xAF")), Catch::Contains("byte offset 0"));  // overlong
-    CHECK_THROWS_AS(tok.tokenize("\xED\xA0\x80"), hashee::input_error);      // surrogate
-    CHECK_THROWS_AS(tok.tokenize("\xF4\x90\x80\x80"), hashee::input_error);  // > U+10FFFF
-    CHECK_THROWS_AS(tok.tokenize("x\xE2\x82"), hashee::input_error);         // truncated
-    CHECK_THROWS_AS(tok.tokenize("\x80"), hashee::input_error);              // lone continuation
+    CHECK_THROWS_ID_AS(tok.tokenize("\xED\xA0\x80"), hashee::input_error, "E17");      // surrogate
+    CHECK_THROWS_ID_AS(tok.tokenize("\xF4\x90\x80\x80"), hashee::input_error, "E17");  // > U+10FFFF
+    CHECK_THROWS_ID_AS(tok.tokenize("x\xE2\x82"), hashee::input_error, "E17");         // truncated
+    CHECK_THROWS_ID_AS(tok.tokenize("\x80"), hashee::input_error, "E17");              // lone continuation
     const std::vector<hashee::text_input> batch{{"fox", std::nullopt}, {"\xFE", std::nullopt}};
-    CHECK_THROWS_AS(tok.encode_batch(batch), hashee::input_error);
+    CHECK_THROWS_ID_AS(tok.encode_batch(batch), hashee::input_error, "E17");
     CHECK_NOTHROW(tok.tokenize("\xF0\x9F\x98\x80 \xE4\xB8\xAD"));
 }
 
@@ -447,14 +451,14 @@ TEST_CASE("tokenizer: truncation and batching", "[tokenizer]") {
         const auto en = tok.encode("a b c d e f", std::nullopt, 5);
         CHECK(en.ids == std::vector<std::int32_t>{CLS, a, b, c, SEP});
         CHECK(tok.encode("a b c", std::nullopt, 2).ids == std::vector<std::int32_t>{CLS, SEP});
-        CHECK_THROWS_AS(tok.encode("a", std::nullopt, 1), hashee::input_error);
+        CHECK_THROWS_ID_AS(tok.encode("a", std::nullopt, 1), hashee::input_error, "E20");
     }
     SECTION("pair") {
         const auto en = tok.encode("a b c d", std::string_view("e f"), 7);
         CHECK(en.ids == std::vector<std::int32_t>{CLS, a, b, SEP, e, f, SEP});
         CHECK(en.type_ids == std::vector<std::int32_t>{0, 0, 0, 0, 1, 1, 1});
         CHECK(tok.encode("a b", std::string_view("c"), 3).ids == std::vector<std::int32_t>{CLS, SEP, SEP});
-        CHECK_THROWS_AS(tok.encode("a b", std::string_view("c"), 2), hashee::input_error);
+        CHECK_THROWS_ID_AS(tok.encode("a b", std::string_view("c"), 2), hashee::input_error, "E20");
         // an empty second text is no second text, as in HF's tokenizer(a, "")
         CHECK(tok.encode("a", std::string_view("")).ids == std::vector<std::int32_t>{CLS, a, SEP});
         CHECK(tok.encode("a b c", std::string_view("d e f")).ids.size() == 9);  // no truncation needed
@@ -474,9 +478,9 @@ TEST_CASE("tokenizer: truncation and batching", "[tokenizer]") {
         CHECK(tok.encode_batch(empty_second).ids == std::vector<std::int32_t>{CLS, a, SEP, SEP});
     }
     SECTION("errors") {
-        CHECK_THROWS_AS(tok.encode_batch({}), hashee::input_error);
+        CHECK_THROWS_ID_AS(tok.encode_batch({}), hashee::input_error, "E15");
         const std::vector<hashee::text_input> pair{{"a", std::string_view("b")}};
-        CHECK_THROWS_AS(tok.encode_batch(pair, 2), hashee::input_error);
+        CHECK_THROWS_ID_AS(tok.encode_batch(pair, 2), hashee::input_error, "E20");
         CHECK_NOTHROW(tok.encode_batch(pair, 3));
     }
 }

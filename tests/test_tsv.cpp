@@ -33,15 +33,22 @@ TEST_CASE("CRLF line ends and a final line without a newline are accepted", "[ts
 }
 
 TEST_CASE("malformed TSV gets a format_error naming the file and the line", "[tsv][errors]") {
+    CHECK_THROWS_ID_AS(tsv_table::parse("a\tb\n1\t2\n3\n", "f.tsv"), hashee::error, "E18");
     CHECK_THROWS_MATCHES(tsv_table::parse("a\tb\n1\t2\n3\n", "f.tsv"), format_error,
                          Catch::Message("f.tsv:3: expected 2 tab-separated fields, found 1"));
+    CHECK_THROWS_ID_AS(tsv_table::parse("a\tb\n1\t2\t3\n", "f.tsv"), hashee::error, "E18");
     CHECK_THROWS_WITH(tsv_table::parse("a\tb\n1\t2\t3\n", "f.tsv"), Contains("f.tsv:2") && Contains("found 3"));
+    CHECK_THROWS_ID_AS(tsv_table::parse("a\tb\n1\t\xff\xfe\n", "f.tsv"), hashee::error, "E17");
     CHECK_THROWS_WITH(tsv_table::parse("a\tb\n1\t\xff\xfe\n", "f.tsv"), Contains("f.tsv:2: invalid UTF-8"));
+    CHECK_THROWS_ID_AS(tsv_table::parse("", "f.tsv"), hashee::error, "E18");
     CHECK_THROWS_WITH(tsv_table::parse("", "f.tsv"), Contains("empty file"));
+    CHECK_THROWS_ID_AS(tsv_table::parse("a\t\n", "f.tsv"), hashee::error, "E18");
     CHECK_THROWS_WITH(tsv_table::parse("a\t\n", "f.tsv"), Contains("empty column name"));
+    CHECK_THROWS_ID_AS(tsv_table::parse("a\tb\n1\t2\n", "f.tsv").column("c"), hashee::error, "E18");
     CHECK_THROWS_WITH(tsv_table::parse("a\tb\n1\t2\n", "f.tsv").column("c"), Contains("no column 'c'") && Contains("'a', 'b'"));
-    CHECK_THROWS_AS(tsv_table::load("/nonexistent/x.tsv"), io_error);
+    CHECK_THROWS_ID_AS(tsv_table::load("/nonexistent/x.tsv"), io_error, "E12");
     // Without a header: one or two fields a line.
+    CHECK_THROWS_ID_AS(tsv_table::parse("x\ny\tz\tw\n", "in", false, 1, 2), hashee::error, "E18");
     CHECK_THROWS_WITH(tsv_table::parse("x\ny\tz\tw\n", "in", false, 1, 2), Contains("in:2: expected 1 to 2"));
     CHECK(tsv_table::parse("x\ny\tz\n", "in", false, 1, 2).size() == 2);
 }

@@ -158,6 +158,7 @@ TEST_CASE("missing, mis-shaped and mistyped tensors are weight_errors naming fil
     missing.rename = [](const std::string& n) {
         return n == "encoder.layer.3.intermediate.dense.weight" ? std::string() : n;
     };
+    CHECK_THROWS_ID_AS(load(missing), hashee::error, "E07");
     CHECK_THROWS_MATCHES(load(missing), weight_error,
                          Catch::Matchers::Predicate<weight_error>([](const weight_error& e) {
                              const std::string m = e.what();
@@ -172,10 +173,12 @@ TEST_CASE("missing, mis-shaped and mistyped tensors are weight_errors naming fil
             v.resize(384 * 383);
         }
     };
+    CHECK_THROWS_ID_AS(load(misshaped), hashee::error, "E06");
     CHECK_THROWS_WITH(load(misshaped), Contains("encoder.layer.0.attention.self.key.weight") && Contains("383"));
 
     rewrite no_embeddings;
     no_embeddings.rename = [](const std::string& n) { return n.starts_with("embeddings.word") ? std::string() : n; };
+    CHECK_THROWS_ID_AS(load(no_embeddings), hashee::error, "E07");
     CHECK_THROWS_WITH(load(no_embeddings), Contains("no BERT embeddings found"));
 
     // An integer tensor where floats belong.
@@ -186,6 +189,7 @@ TEST_CASE("missing, mis-shaped and mistyped tensors are weight_errors naming fil
         w.items.push_back({t.name, swap ? "I32" : std::string(to_string(t.dtype)), t.shape, {bytes.begin(), bytes.end()}});
     }
     const auto typed = std::make_shared<const safetensors_file>(safetensors_file::from_bytes(w.build(), "typed.safetensors"));
+    CHECK_THROWS_ID_AS(bert_weights<eigen_cpu>::load(typed, real_config(), b), hashee::error, "E05");
     CHECK_THROWS_WITH(bert_weights<eigen_cpu>::load(typed, real_config(), b),
                       Contains("typed.safetensors") && Contains("embeddings.LayerNorm.bias") && Contains("I32"));
 }

@@ -6,6 +6,7 @@
 // ElasticBERT configs carry that do not change inference (dropout rates, labels, generation
 // defaults, ...) are listed explicitly and ignored. See docs/formats.md.
 
+#include <hashee/core/detail/json.hpp>
 #include <hashee/core/detail/read_file.hpp>
 #include <hashee/core/error.hpp>
 
@@ -85,44 +86,35 @@ inline bool is_ignored_config_field(std::string_view key) noexcept {
     return std::find(std::begin(ignored), std::end(ignored), key) != std::end(ignored);
 }
 
-/// config_error "<source>: field '<field>': <what>".
-[[noreturn]] inline void config_field_error(const std::string& source, std::string_view field,
+/// config_error `id` "<source>: field '<field>': <what>".
+[[noreturn]] inline void config_field_error(std::string_view id, const std::string& source, std::string_view field,
                                             const std::string& what) {
-    throw config_error(located(source, "field '" + std::string(field) + "': " + what));
+    throw config_error(id, located(source, "field '" + std::string(field) + "': " + what));
 }
 
 } // namespace detail
 
 inline bert_config bert_config::parse(std::string_view json_text, const std::string& source) {
     using json = nlohmann::json;
+    // E38: a field missing, mistyped, repeated or out of range; E09: a value hashee does not
+    // support; E10: a field hashee does not know.
     auto fail = [&](std::string_view field, const std::string& what) {
-        detail::config_field_error(source, field, what);
+        detail::config_field_error("E38", source, field, what);
+    };
+    auto unsupported = [&](std::string_view field, const std::string& what) {
+        detail::config_field_error("E09", source, field, what);
     };
 
     // Duplicate top-level keys would be silently collapsed by nlohmann; reject them.
     std::set<std::string> seen;
-    const json::parser_callback_t cb = [&](int depth, json::parse_event_t event,
-                                           json& parsed) -> bool {
-        if ((event == json::parse_event_t::object_start ||
-             event == json::parse_event_t::array_start) && depth > 32)
-            throw format_error(detail::located(source, "JSON is nested too deeply"));
-        if (event == json::parse_event_t::key && depth == 1) {
-            const auto& k = parsed.get_ref<const std::string&>();
-            if (!seen.insert(k).second) fail(k, "appears twice");
-        }
-        return true;
+    detail::json_options opt;
+    opt.on_event = [&](int depth, json::parse_event_t event, const json& parsed) {
+        if (event != json::parse_event_t::key || depth != 1) return;
+        const auto& k = parsed.get_ref<const std::string&>();
+        if (!seen.insert(k).second) fail(k, "appears twice");
     };
-    // nlohmann's lexer takes a raw NUL (never valid in JSON text) for the end of the input.
-    if (const auto nul = json_text.find('\0'); nul != std::string_view::npos)
-        throw format_error(detail::located(
-            source, "not valid JSON: NUL byte at offset " + std::to_string(nul)));
-    json root;
-    try {
-        root = json::parse(json_text.begin(), json_text.end(), cb);
-    } catch (const json::exception& e) {
-        throw format_error(detail::located(source, std::string("not valid JSON: ") + e.what()));
-    }
-    if (!root.is_object()) throw format_error(detail::located(source, "not a JSON object"));
+    const json root = detail::parse_json(json_text, source, opt);
+    if (!root.is_object()) throw format_error("E37", detail::located(source, "not a JSON object"));
 
     bert_config c;
     // Unknown fields first: a typo must not hide behind a later "missing field".
@@ -135,12 +127,12 @@ inline bert_config bert_config::parse(std::string_view json_text, const std::str
     for (const auto& [key, value] : root.items()) {
         if (std::find(std::begin(handled), std::end(handled), key) != std::end(handled)) continue;
         if (detail::is_ignored_config_field(key)) continue;
-        fail(key, "unknown field (hashee does not know what it would change)");
+        detail::config_field_error("E10", source, key, "unknown field (hashee does not know what it would change)");
     }
 
     auto required = [&](const char* field) -> const json& {
         auto it = root.find(field);
-        if (it == root.end()) detail::config_field_error(source, field, "required field is missing");
+        if (it == root.end()) detail::config_field_error("E38", source, field, "required field is missing");
         return *it;
     };
     auto get_int = [&](const char* field) -> int {
@@ -183,9 +175,9 @@ inline bert_config bert_config::parse(std::string_view json_text, const std::str
     c.pad_token_id = get_int("pad_token_id");
 
     if (c.model_type != "bert" && c.model_type != "elasticbert")
-        fail("model_type", "'" + c.model_type + "' is not supported (bert, elasticbert)");
+        unsupported("model_type", "'" + c.model_type + "' is not supported (bert, elasticbert)");
     if (c.hidden_act != "gelu")
-        fail("hidden_act", "'" + c.hidden_act + "' is not supported (only \"gelu\", exact erf)");
+        unsupported("hidden_act", "'" + c.hidden_act + "' is not supported (only \"gelu\", exact erf)");
     positive("hidden_size", c.hidden_size);
     positive("num_hidden_layers", c.num_hidden_layers);
     positive("num_attention_heads", c.num_attention_heads);
@@ -207,24 +199,24 @@ inline bert_config bert_config::parse(std::string_view json_text, const std::str
         if (!it->is_string())
             fail("position_embedding_type", "must be a string, got " + it->dump());
         if (it->get_ref<const std::string&>() != "absolute")
-            fail("position_embedding_type",
-                 it->dump() + " is not supported (only \"absolute\")");
+            unsupported("position_embedding_type",
+                        it->dump() + " is not supported (only \"absolute\")");
     }
     for (const char* flag : {"is_decoder", "add_cross_attention", "is_encoder_decoder"}) {
         auto it = root.find(flag);
         if (it == root.end()) continue;
         if (!it->is_boolean()) fail(flag, "must be a boolean, got " + it->dump());
-        if (it->get<bool>()) fail(flag, "true is not supported (encoder-only BERT)");
+        if (it->get<bool>()) unsupported(flag, "true is not supported (encoder-only BERT)");
     }
     if (auto it = root.find("pruned_heads"); it != root.end()) {
         if (!it->is_object()) fail("pruned_heads", "must be an object, got " + it->dump());
-        if (!it->empty()) fail("pruned_heads", "pruned attention heads are not supported");
+        if (!it->empty()) unsupported("pruned_heads", "pruned attention heads are not supported");
     }
     return c;
 }
 
 inline bert_config bert_config::load(const std::filesystem::path& file) {
-    return parse(detail::read_text_file(file), file.string());
+    return parse(detail::read_text_file(file, detail::max_json_size), file.string());
 }
 
 } // namespace hashee

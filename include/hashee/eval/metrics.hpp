@@ -24,7 +24,7 @@ inline void require_same_size(std::size_t a, std::size_t b, const char* where) {
         what += " vs ";
         what += std::to_string(b);
         what += ")";
-        throw input_error(located(where, what));
+        throw usage_error("U09", located(where, what));
     }
 }
 
@@ -33,7 +33,7 @@ inline void require_finite(std::span<const double> x, const char* where) {
         if (!std::isfinite(x[i])) {
             std::string what = "non-finite value at index ";
             what += std::to_string(i);
-            throw input_error(located(where, what));
+            throw input_error("E44", located(where, what));
         }
 }
 
@@ -54,7 +54,7 @@ inline double pearson_unchecked(std::span<const double> x, std::span<const doubl
         syy += dy * dy;
         sxy += dx * dy;
     }
-    if (!(sxx > 0.0) || !(syy > 0.0)) throw input_error(located(where, "zero variance: correlation undefined"));
+    if (!(sxx > 0.0) || !(syy > 0.0)) throw input_error("E44", located(where, "zero variance: correlation undefined"));
     const double r = sxy / (std::sqrt(sxx) * std::sqrt(syy));
     return std::clamp(r, -1.0, 1.0);
 }
@@ -68,7 +68,7 @@ inline std::vector<double> average_ranks(std::span<const double> x) {
         if (std::isnan(x[i])) {
             std::string what = "NaN at index ";
             what += std::to_string(i);
-            throw input_error(detail::located("average_ranks", what));
+            throw input_error("E44", detail::located("average_ranks", what));
         }
     std::vector<std::size_t> order(x.size());
     std::iota(order.begin(), order.end(), std::size_t{0});
@@ -90,7 +90,7 @@ inline std::vector<double> average_ranks(std::span<const double> x) {
 /// a non-finite value, or zero variance in either input.
 inline double pearson(std::span<const double> x, std::span<const double> y) {
     detail::require_same_size(x.size(), y.size(), "pearson");
-    if (x.size() < 2) throw input_error(detail::located("pearson", "need at least 2 points"));
+    if (x.size() < 2) throw input_error("E44", detail::located("pearson", "need at least 2 points"));
     detail::require_finite(x, "pearson");
     detail::require_finite(y, "pearson");
     return detail::pearson_unchecked(x, y, "pearson");
@@ -100,7 +100,7 @@ inline double pearson(std::span<const double> x, std::span<const double> y) {
 /// scipy.stats.spearmanr. Same errors as pearson (constant input = zero variance).
 inline double spearman(std::span<const double> x, std::span<const double> y) {
     detail::require_same_size(x.size(), y.size(), "spearman");
-    if (x.size() < 2) throw input_error(detail::located("spearman", "need at least 2 points"));
+    if (x.size() < 2) throw input_error("E44", detail::located("spearman", "need at least 2 points"));
     detail::require_finite(x, "spearman");
     detail::require_finite(y, "spearman");
     const auto rx = average_ranks(x);
@@ -111,7 +111,7 @@ inline double spearman(std::span<const double> x, std::span<const double> y) {
 /// Fraction of positions where predicted == truth. input_error on a length mismatch or empty input.
 inline double accuracy(std::span<const int> predicted, std::span<const int> truth) {
     detail::require_same_size(predicted.size(), truth.size(), "accuracy");
-    if (predicted.empty()) throw input_error(detail::located("accuracy", "empty input"));
+    if (predicted.empty()) throw input_error("E44", detail::located("accuracy", "empty input"));
     std::size_t correct = 0;
     for (std::size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == truth[i] ? 1 : 0;
     return static_cast<double>(correct) / static_cast<double>(predicted.size());
@@ -122,7 +122,7 @@ inline double accuracy(std::span<const int> predicted, std::span<const int> trut
 /// mismatch or empty input.
 inline double f1_binary(std::span<const int> predicted, std::span<const int> truth, int positive = 1) {
     detail::require_same_size(predicted.size(), truth.size(), "f1_binary");
-    if (predicted.empty()) throw input_error(detail::located("f1_binary", "empty input"));
+    if (predicted.empty()) throw input_error("E44", detail::located("f1_binary", "empty input"));
     std::size_t tp = 0, fp = 0, fn = 0;
     for (std::size_t i = 0; i < predicted.size(); ++i) {
         const bool p = predicted[i] == positive, t = truth[i] == positive;

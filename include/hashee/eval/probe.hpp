@@ -19,6 +19,7 @@
 #include <hashee/core/detail/softmax.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
+#include <hashee/train/adamw.hpp>
 
 namespace hashee {
 
@@ -31,10 +32,6 @@ struct probe_options {
     bool standardize = true;    ///< z-score each feature with the training set's mean and std
 };
 
-namespace detail {
-
-} // namespace detail
-
 /// Multinomial logistic regression over `classes` >= 2 classes.
 class logistic_probe {
 public:
@@ -45,23 +42,23 @@ public:
                                 const probe_options& opt = {}) {
         constexpr const char* where = "logistic_probe::train";
         if (features.rows <= 0 || features.cols <= 0 || features.data == nullptr)
-            throw input_error(detail::located(where, "empty training set"));
+            throw input_error("E21", detail::located(where, "empty training set"));
         if (static_cast<std::size_t>(features.rows) != labels.size()) {
             std::string what = "features have ";
             what += std::to_string(features.rows);
             what += " rows but there are ";
             what += std::to_string(labels.size());
             what += " labels";
-            throw input_error(detail::located(where, what));
+            throw input_error("E21", detail::located(where, what));
         }
-        if (features.stride < features.cols) throw input_error(detail::located(where, "stride smaller than cols"));
-        if (classes < 2) throw input_error(detail::located(where, "need at least 2 classes"));
-        if (opt.epochs < 0) throw input_error(detail::located(where, "epochs must be >= 0"));
-        if (opt.batch_size < 1) throw input_error(detail::located(where, "batch_size must be >= 1"));
+        if (features.stride < features.cols) throw usage_error("U07", detail::located(where, "stride smaller than cols"));
+        if (classes < 2) throw input_error("E21", detail::located(where, "need at least 2 classes"));
+        if (opt.epochs < 0) throw usage_error("U07", detail::located(where, "epochs must be >= 0"));
+        if (opt.batch_size < 1) throw usage_error("U07", detail::located(where, "batch_size must be >= 1"));
         if (!(opt.learning_rate > 0.0) || !std::isfinite(opt.learning_rate))
-            throw input_error(detail::located(where, "learning_rate must be positive and finite"));
+            throw usage_error("U07", detail::located(where, "learning_rate must be positive and finite"));
         if (!(opt.weight_decay >= 0.0) || !std::isfinite(opt.weight_decay))
-            throw input_error(detail::located(where, "weight_decay must be >= 0 and finite"));
+            throw usage_error("U07", detail::located(where, "weight_decay must be >= 0 and finite"));
         for (std::size_t i = 0; i < labels.size(); ++i)
             if (labels[i] < 0 || labels[i] >= classes) {
                 std::string what = "label ";
@@ -71,7 +68,7 @@ public:
                 what += " is outside [0, ";
                 what += std::to_string(classes);
                 what += ")";
-                throw input_error(detail::located(where, what));
+                throw input_error("E21", detail::located(where, what));
             }
 
         const auto n = static_cast<std::size_t>(features.rows);
@@ -95,7 +92,7 @@ public:
                     what += std::to_string(i);
                     what += ", column ";
                     what += std::to_string(j);
-                    throw input_error(detail::located(where, what));
+                    throw input_error("E21", detail::located(where, what));
                 }
                 x[i * d + j] = v;
             }
@@ -122,8 +119,7 @@ public:
         p.w_.assign(k * d, 0.0);
         p.b_.assign(k, 0.0);
         std::vector<double> gw(k * d), gb(k), mw(k * d, 0.0), vw(k * d, 0.0), mb(k, 0.0), vb(k, 0.0), z(k);
-        constexpr double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-        double beta1_t = 1.0, beta2_t = 1.0;
+        detail::adamw_step adamw(opt.learning_rate);
 
         detail::random_source rng(opt.seed);
         std::vector<std::size_t> order(n);
@@ -150,23 +146,9 @@ public:
                     }
                 }
                 const double inv = 1.0 / static_cast<double>(end - start);
-                beta1_t *= beta1;
-                beta2_t *= beta2;
-                const double lr = opt.learning_rate;
-                const double c1 = 1.0 / (1.0 - beta1_t), c2 = 1.0 / (1.0 - beta2_t);
-                for (std::size_t q = 0; q < k * d; ++q) {
-                    const double g = gw[q] * inv;
-                    mw[q] = beta1 * mw[q] + (1.0 - beta1) * g;
-                    vw[q] = beta2 * vw[q] + (1.0 - beta2) * g * g;
-                    p.w_[q] -= lr * opt.weight_decay * p.w_[q];
-                    p.w_[q] -= lr * (mw[q] * c1) / (std::sqrt(vw[q] * c2) + eps);
-                }
-                for (std::size_t c = 0; c < k; ++c) {
-                    const double g = gb[c] * inv;
-                    mb[c] = beta1 * mb[c] + (1.0 - beta1) * g;
-                    vb[c] = beta2 * vb[c] + (1.0 - beta2) * g * g;
-                    p.b_[c] -= lr * (mb[c] * c1) / (std::sqrt(vb[c] * c2) + eps);
-                }
+                adamw.next();
+                for (std::size_t q = 0; q < k * d; ++q) adamw.update(p.w_[q], gw[q] * inv, mw[q], vw[q], opt.weight_decay);
+                for (std::size_t c = 0; c < k; ++c) adamw.update(p.b_[c], gb[c] * inv, mb[c], vb[c]);  // no decay
             }
         }
         return p;
@@ -218,17 +200,17 @@ private:
 
     template <class F>
     void for_each_row(const_matrix_view<float> features, const char* where, F&& f) const {
-        if (features.rows < 0) throw input_error(detail::located(where, "negative row count"));
+        if (features.rows < 0) throw usage_error("U07", detail::located(where, "negative row count"));
         if (features.cols != dim_) {
             std::string what = "features have ";
             what += std::to_string(features.cols);
             what += " columns, the probe was trained on ";
             what += std::to_string(dim_);
-            throw input_error(detail::located(where, what));
+            throw usage_error("U07", detail::located(where, what));
         }
         if (features.rows == 0) return;
-        if (features.stride < features.cols) throw input_error(detail::located(where, "stride smaller than cols"));
-        if (features.data == nullptr) throw input_error(detail::located(where, "null feature data"));
+        if (features.stride < features.cols) throw usage_error("U07", detail::located(where, "stride smaller than cols"));
+        if (features.data == nullptr) throw usage_error("U07", detail::located(where, "null feature data"));
         const auto d = static_cast<std::size_t>(dim_);
         std::vector<double> x(d), z(static_cast<std::size_t>(classes_));
         for (index_t i = 0; i < features.rows; ++i) {

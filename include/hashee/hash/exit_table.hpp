@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <hashee/core/detail/json.hpp>
 #include <hashee/core/detail/read_file.hpp>
 #include <hashee/core/detail/write_file.hpp>
 #include <hashee/core/error.hpp>
@@ -92,21 +93,12 @@ public:
     /// `source` and the field: E71 for anything malformed, E23 for a table of another version
     /// or made for another model.
     static exit_table parse(std::string_view text, const std::string& source, const vocab& v, int num_layers) {
-        nlohmann::json j;
-        // A table nests two deep. Deeper JSON is refused while parsing: the error messages
-        // below dump offending values, and nlohmann's serializer recurses (stack overflow).
-        const nlohmann::json::parser_callback_t depth_limit = [&](int depth, nlohmann::json::parse_event_t event,
-                                                                  nlohmann::json&) {
-            if ((event == nlohmann::json::parse_event_t::object_start ||
-                 event == nlohmann::json::parse_event_t::array_start) && depth > 32)
-                throw format_error("E71", detail::located(source, "invalid JSON: nested too deeply"));
-            return true;
-        };
-        try {
-            j = nlohmann::json::parse(text, depth_limit);
-        } catch (const nlohmann::json::exception& e) {
-            throw format_error("E71", detail::located(source, std::string("invalid JSON: ") + e.what()));
-        }
+        // One depth limit for every reader (core/detail/json.hpp): the error messages below dump
+        // offending values, and nlohmann's serializer recurses.
+        detail::json_options json_opt;
+        json_opt.invalid_id = "E71";
+        json_opt.not_json = "invalid JSON";
+        const nlohmann::json j = detail::parse_json(text, source, json_opt);
         const auto fail = [&](const std::string& what) { return format_error("E71", detail::located(source, what)); };
         const auto other = [&](const std::string& what) { return format_error("E23", detail::located(source, what)); };
         if (!j.is_object()) throw fail("expected a JSON object");
@@ -146,7 +138,7 @@ public:
     }
 
     static exit_table load(const std::filesystem::path& file, const vocab& v, int num_layers) {
-        return parse(detail::read_text_file(file), file.string(), v, num_layers);
+        return parse(detail::read_text_file(file, detail::max_json_size), file.string(), v, num_layers);
     }
 
     /// FNV-1a 64 over the vocabulary's tokens in id order: ties a table to its vocabulary.

@@ -10,6 +10,8 @@
 
 #include <hashee/io/detail/half.hpp>
 #include <hashee/io/detail/mapped_file.hpp>
+#include <hashee/core/detail/json.hpp>
+#include <hashee/core/detail/utf8.hpp>
 #include <hashee/core/detail/write_file.hpp>
 #include <hashee/core/error.hpp>
 
@@ -119,34 +121,6 @@ inline std::string shape_string(std::span<const std::int64_t> shape) {
     return s;
 }
 
-/// Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code points
-/// above U+10FFFF are invalid), or nullopt when the whole text is valid.
-inline std::optional<std::size_t> utf8_error_offset(std::string_view s) noexcept {
-    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-    const std::size_t n = s.size();
-    std::size_t i = 0;
-    while (i < n) {
-        const unsigned c = p[i];
-        if (c < 0x80) { ++i; continue; }
-        std::size_t len;
-        unsigned lo = 0x80, hi = 0xBF;  // bounds of the second byte
-        if (c >= 0xC2 && c <= 0xDF) len = 2;
-        else if (c == 0xE0) { len = 3; lo = 0xA0; }
-        else if (c == 0xED) { len = 3; hi = 0x9F; }
-        else if (c >= 0xE1 && c <= 0xEF) len = 3;
-        else if (c == 0xF0) { len = 4; lo = 0x90; }
-        else if (c >= 0xF1 && c <= 0xF3) len = 4;
-        else if (c == 0xF4) { len = 4; hi = 0x8F; }
-        else return i;
-        if (n - i < len) return i;
-        if (p[i + 1] < lo || p[i + 1] > hi) return i;
-        for (std::size_t k = 2; k < len; ++k)
-            if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
-        i += len;
-    }
-    return std::nullopt;
-}
-
 /// a * b, or nullopt on overflow.
 inline std::optional<std::uint64_t> checked_mul(std::uint64_t a, std::uint64_t b) noexcept {
     if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return std::nullopt;
@@ -206,14 +180,15 @@ public:
     /// The tensor called `name`; weight_error "<file>: tensor '<name>' not found".
     const tensor_info& at(std::string_view name) const {
         if (const tensor_info* t = find(name)) return *t;
-        throw weight_error(detail::located(source_, "tensor '" + std::string(name) + "' not found"));
+        throw weight_error("E07", detail::located(source_, "tensor '" + std::string(name) + "' not found"));
     }
 
-    /// The raw (little-endian) bytes of a tensor of this file.
+    /// The raw (little-endian) bytes of a tensor of this file; usage_error (U01) for a tensor
+    /// that does not lie inside this file (one of another file).
     std::span<const std::byte> bytes(const tensor_info& t) const {
         const auto data = data_buffer();
         if (t.offset > data.size() || t.nbytes > data.size() - t.offset)
-            throw weight_error(detail::located(
+            throw usage_error("U01", detail::located(
                 source_, "tensor '" + t.name + "': byte range [" + std::to_string(t.offset) +
                              ", +" + std::to_string(t.nbytes) + ") is not inside this file's " +
                              std::to_string(data.size()) + "-byte data buffer"));
@@ -250,7 +225,7 @@ public:
                 storage[i] = detail::bf16_to_float(detail::load_u16_le(raw.data() + 2 * i));
             return {storage.data(), n};
         default:
-            throw weight_error(detail::located(
+            throw weight_error("E05", detail::located(
                 source_, "tensor '" + t.name + "' has dtype " + std::string(to_string(t.dtype)) +
                              "; expected a float tensor (F32, F16 or BF16)"));
         }
@@ -262,7 +237,7 @@ public:
                               std::initializer_list<std::int64_t> shape) const {
         const tensor_info& t = at(name);
         if (!std::equal(t.shape.begin(), t.shape.end(), shape.begin(), shape.end()))
-            throw weight_error(detail::located(
+            throw weight_error("E06", detail::located(
                 source_, "tensor '" + t.name + "' has shape " + detail::shape_string(t.shape) +
                              ", expected " +
                              detail::shape_string(std::span<const std::int64_t>(
@@ -291,26 +266,28 @@ public:
 private:
     safetensors_file() = default;
 
-    [[noreturn]] void fail(const std::string& what) const {
-        throw format_error(detail::located(source_, what));
+    // Ids (docs/errors.md): E01 the file ends early, E02 the header is not a JSON object,
+    // E03 a header length that cannot be, E04 offsets or sizes that lie, E39 a malformed entry.
+    [[noreturn]] void fail(std::string_view id, const std::string& what) const {
+        throw format_error(id, detail::located(source_, what));
     }
-    [[noreturn]] void fail_tensor(const std::string& name, const std::string& what) const {
-        fail("tensor '" + name + "': " + what);
+    [[noreturn]] void fail_tensor(std::string_view id, const std::string& name, const std::string& what) const {
+        fail(id, "tensor '" + name + "': " + what);
     }
 
-    // Parses a header JSON with nlohmann, rejecting duplicate keys (which nlohmann would
-    // silently collapse) and absurd nesting.
+    // Parses a header JSON (core/detail/json.hpp: the depth limit, E36), rejecting duplicate
+    // keys, which nlohmann would silently collapse.
     nlohmann::json parse_header(std::string_view header) const {
         using json = nlohmann::json;
         std::vector<std::set<std::string>> keys;  // one set per open object
         std::string entry;                        // current top-level key
-        const json::parser_callback_t cb = [&](int depth, json::parse_event_t event,
-                                               json& parsed) -> bool {
+        detail::json_options opt;
+        opt.invalid_id = "E02";
+        opt.what = "header";
+        opt.on_event = [&](int depth, json::parse_event_t event, const json& parsed) {
             switch (event) {
             case json::parse_event_t::object_start:
-            case json::parse_event_t::array_start:
-                if (depth > 16) fail("header JSON is nested too deeply");
-                if (event == json::parse_event_t::object_start) keys.emplace_back();
+                keys.emplace_back();
                 break;
             case json::parse_event_t::object_end:
                 if (!keys.empty()) keys.pop_back();
@@ -320,23 +297,18 @@ private:
                 if (depth == 1) entry = k;
                 if (!keys.empty() && !keys.back().insert(k).second) {
                     if (depth == 1) {
-                        if (k == "__metadata__") fail("duplicate key '__metadata__' in header");
-                        fail_tensor(k, "duplicate tensor name in header");
+                        if (k == "__metadata__") fail("E39", "duplicate key '__metadata__' in header");
+                        fail_tensor("E39", k, "duplicate tensor name in header");
                     }
-                    fail_tensor(entry, "duplicate key '" + k + "'");
+                    fail_tensor("E39", entry, "duplicate key '" + k + "'");
                 }
                 break;
             }
             default:
                 break;
             }
-            return true;
         };
-        try {
-            return json::parse(header.begin(), header.end(), cb);
-        } catch (const json::exception& e) {
-            fail(std::string("header is not valid JSON: ") + e.what());
-        }
+        return detail::parse_json(header, source_, opt);
     }
 
     void parse() {
@@ -344,40 +316,40 @@ private:
         const auto file = file_bytes();
         const std::size_t size = file.size();
         if (size < 8)
-            fail("file is " + std::to_string(size) +
+            fail("E01", "file is " + std::to_string(size) +
                  " bytes, shorter than the 8-byte header length of a safetensors file");
         const std::uint64_t n = detail::load_u64_le(file.data());
-        if (n == 0) fail("header length is 0");
+        if (n == 0) fail("E03", "header length is 0");
         if (n > max_header_size)
-            fail("header length " + std::to_string(n) + " exceeds the limit of " +
+            fail("E03", "header length " + std::to_string(n) + " exceeds the limit of " +
                  std::to_string(max_header_size) + " bytes");
         if (n > size - 8)
-            fail("header length " + std::to_string(n) + " runs past the end of the file (" +
+            fail("E01", "header length " + std::to_string(n) + " runs past the end of the file (" +
                  std::to_string(size) + " bytes)");
         data_start_ = 8 + static_cast<std::size_t>(n);
         const std::size_t data_size = size - data_start_;
 
         const std::string_view header(reinterpret_cast<const char*>(file.data() + 8),
                                       static_cast<std::size_t>(n));
-        if (header.front() != '{') fail("header does not start with '{'");
-        if (auto bad = detail::utf8_error_offset(header))
-            fail("header is not valid UTF-8 (byte " + std::to_string(*bad) + " of the header)");
+        if (header.front() != '{') fail("E02", "header does not start with '{'");
+        if (const std::size_t bad = detail::find_invalid_utf8(header); bad != std::string_view::npos)
+            fail("E02", "header is not valid UTF-8 (byte " + std::to_string(bad) + " of the header)");
         // JSON text never holds a raw NUL, but nlohmann's lexer would take one for the end of
         // the input and ignore whatever follows it.
         if (const auto nul = header.find('\0'); nul != std::string_view::npos)
-            fail("header is not valid JSON: NUL byte at byte " + std::to_string(nul) +
+            fail("E02", "header is not valid JSON: NUL byte at byte " + std::to_string(nul) +
                  " of the header");
         const json root = parse_header(header);
-        if (!root.is_object()) fail("header is not a JSON object");
+        if (!root.is_object()) fail("E02", "header is not a JSON object");
 
         std::vector<tensor_info> tensors;
         tensors.reserve(root.size());
         for (const auto& [name, entry] : root.items()) {
             if (name == "__metadata__") {
-                if (!entry.is_object()) fail("__metadata__ is not an object of strings");
+                if (!entry.is_object()) fail("E39", "__metadata__ is not an object of strings");
                 for (const auto& [k, v] : entry.items()) {
                     if (!v.is_string())
-                        fail("__metadata__ value of '" + k + "' is not a string");
+                        fail("E39", "__metadata__ value of '" + k + "' is not a string");
                     metadata_.emplace(k, v.get<std::string>());
                 }
                 continue;
@@ -395,12 +367,12 @@ private:
         const tensor_info* prev = nullptr;
         for (const auto& t : tensors) {
             if (t.offset < expected)
-                fail_tensor(t.name, "data_offsets [" + std::to_string(t.offset) + ", " +
+                fail_tensor("E04", t.name, "data_offsets [" + std::to_string(t.offset) + ", " +
                                         std::to_string(t.offset + t.nbytes) +
                                         "] overlap tensor '" + prev->name + "' (ends at " +
                                         std::to_string(expected) + ")");
             if (t.offset > expected)
-                fail_tensor(t.name, "gap in the data buffer: begins at " +
+                fail_tensor("E04", t.name, "gap in the data buffer: begins at " +
                                         std::to_string(t.offset) + " but the previous tensor" +
                                         (prev ? " '" + prev->name + "'" : std::string()) +
                                         " ends at " + std::to_string(expected));
@@ -408,7 +380,7 @@ private:
             prev = &t;
         }
         if (expected != data_size)
-            fail("data buffer is " + std::to_string(data_size) + " bytes but the tensors cover " +
+            fail("E04", "data buffer is " + std::to_string(data_size) + " bytes but the tensors cover " +
                  std::to_string(expected) + " (file length must be 8 + header length + last "
                                             "data_offsets end)");
 
@@ -420,61 +392,61 @@ private:
         });
         for (std::size_t i = 1; i < by_name_.size(); ++i)  // defensive: the parser checks too
             if (tensors_[by_name_[i]].name == tensors_[by_name_[i - 1]].name)
-                fail_tensor(tensors_[by_name_[i]].name, "duplicate tensor name in header");
+                fail_tensor("E39", tensors_[by_name_[i]].name, "duplicate tensor name in header");
     }
 
     tensor_info parse_entry(const std::string& name, const nlohmann::json& entry,
                             std::size_t data_size) const {
-        if (!entry.is_object()) fail_tensor(name, "entry is not a JSON object");
+        if (!entry.is_object()) fail_tensor("E39", name, "entry is not a JSON object");
         for (const auto& [k, v] : entry.items())
             if (k != "dtype" && k != "shape" && k != "data_offsets")
-                fail_tensor(name, "unexpected key '" + k + "'");
+                fail_tensor("E39", name, "unexpected key '" + k + "'");
         for (const char* k : {"dtype", "shape", "data_offsets"})
-            if (!entry.contains(k)) fail_tensor(name, std::string("missing key '") + k + "'");
+            if (!entry.contains(k)) fail_tensor("E39", name, std::string("missing key '") + k + "'");
 
         tensor_info t;
         t.name = name;
 
         const auto& dt = entry["dtype"];
-        if (!dt.is_string()) fail_tensor(name, "dtype is not a string");
+        if (!dt.is_string()) fail_tensor("E39", name, "dtype is not a string");
         const auto& dt_name = dt.get_ref<const std::string&>();
         const auto parsed = dtype_from_string(dt_name);
-        if (!parsed) fail_tensor(name, "unknown dtype '" + dt_name + "'");
+        if (!parsed) fail_tensor("E39", name, "unknown dtype '" + dt_name + "'");
         t.dtype = *parsed;
 
         const auto& shape = entry["shape"];
-        if (!shape.is_array()) fail_tensor(name, "shape is not a list");
+        if (!shape.is_array()) fail_tensor("E39", name, "shape is not a list");
         std::uint64_t numel = 1;
         for (const auto& d : shape) {
             if (!d.is_number_unsigned() ||
                 d.get<std::uint64_t>() >
                     static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-                fail_tensor(name, "shape " + shape.dump() +
+                fail_tensor("E39", name, "shape " + shape.dump() +
                                       " is not a list of non-negative integers");
             const auto dim = d.get<std::uint64_t>();
             t.shape.push_back(static_cast<std::int64_t>(dim));
             const auto m = detail::checked_mul(numel, dim);
-            if (!m) fail_tensor(name, "element count of shape " + shape.dump() + " overflows");
+            if (!m) fail_tensor("E04", name, "element count of shape " + shape.dump() + " overflows");
             numel = *m;
         }
         if (numel > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-            fail_tensor(name, "element count of shape " + shape.dump() + " overflows");
+            fail_tensor("E04", name, "element count of shape " + shape.dump() + " overflows");
         const auto want = detail::checked_mul(numel, size_of(t.dtype));
-        if (!want) fail_tensor(name, "byte size of shape " + shape.dump() + " overflows");
+        if (!want) fail_tensor("E04", name, "byte size of shape " + shape.dump() + " overflows");
 
         const auto& off = entry["data_offsets"];
         if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
             !off[1].is_number_unsigned())
-            fail_tensor(name, "data_offsets " + off.dump() + " is not a pair of non-negative integers");
+            fail_tensor("E39", name, "data_offsets " + off.dump() + " is not a pair of non-negative integers");
         const auto begin = off[0].get<std::uint64_t>();
         const auto end = off[1].get<std::uint64_t>();
         if (begin > end)
-            fail_tensor(name, "data_offsets " + off.dump() + ": begin is after end");
+            fail_tensor("E04", name, "data_offsets " + off.dump() + ": begin is after end");
         if (end > data_size)
-            fail_tensor(name, "data_offsets " + off.dump() + " run past the end of the " +
+            fail_tensor("E01", name, "data_offsets " + off.dump() + " run past the end of the " +
                                   std::to_string(data_size) + "-byte data buffer");
         if (end - begin != *want)
-            fail_tensor(name, "data_offsets " + off.dump() + " hold " +
+            fail_tensor("E04", name, "data_offsets " + off.dump() + " hold " +
                                   std::to_string(end - begin) + " bytes, but shape " +
                                   shape.dump() + " of " + std::string(to_string(t.dtype)) +
                                   " needs " + std::to_string(*want));
@@ -500,8 +472,8 @@ struct safetensors_tensor {
 };
 
 /// Writes F32 tensors as a safetensors file (little-endian, in the order given), atomically,
-/// with `metadata` as its "__metadata__" (left out when empty). input_error when a tensor's
-/// value count does not match its shape or a name repeats.
+/// with `metadata` as its "__metadata__" (left out when empty). usage_error (U02) when a
+/// tensor's value count does not match its shape or a name repeats.
 inline void write_safetensors(const std::filesystem::path& path, std::span<const safetensors_tensor> tensors,
                               const std::map<std::string, std::string>& metadata = {}) {
     nlohmann::json header = nlohmann::json::object();
@@ -511,9 +483,9 @@ inline void write_safetensors(const std::filesystem::path& path, std::span<const
         std::int64_t n = 1;
         for (auto d : t.shape) n *= d;
         if (n < 0 || static_cast<std::size_t>(n) != t.values.size())
-            throw input_error(detail::located(path.string(), "tensor '" + t.name + "': " + std::to_string(t.values.size()) +
+            throw usage_error("U02", detail::located(path.string(), "tensor '" + t.name + "': " + std::to_string(t.values.size()) +
                                                                  " values for shape " + detail::shape_string(t.shape)));
-        if (header.contains(t.name)) throw input_error(detail::located(path.string(), "tensor '" + t.name + "' given twice"));
+        if (header.contains(t.name)) throw usage_error("U02", detail::located(path.string(), "tensor '" + t.name + "' given twice"));
         header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + 4 * t.values.size()}}};
         offset += 4 * t.values.size();
     }

@@ -1,8 +1,8 @@
 #pragma once
 // Tab-separated text as the ELUE tasks ship it: a header line naming the columns, one record a
 // line, no quoting (quotes are text). A UTF-8 byte-order mark and CRLF line ends are accepted;
-// a ragged line, a line that is not UTF-8 or a missing column is a format_error naming the
-// file and the line.
+// a ragged line or a missing column is a format_error (E18) naming the file and the line, a
+// line that is not UTF-8 one with E17. The file is read whole, up to max_text_file_size (E35).
 
 #include <cstddef>
 #include <filesystem>
@@ -34,24 +34,24 @@ public:
             ++line_no;
             if (line.ends_with('\r')) line.remove_suffix(1);
             if (const std::size_t bad = detail::find_invalid_utf8(line); bad != std::string_view::npos)
-                throw format_error(t.where(line_no) + ": invalid UTF-8 at byte " + std::to_string(bad + 1) + " of the line");
+                throw format_error("E17", t.where(line_no) + ": invalid UTF-8 at byte " + std::to_string(bad + 1) + " of the line");
             std::vector<std::string> fields = split(line);
             if (has_header && t.header_.empty()) {
                 for (const auto& f : fields)
-                    if (f.empty()) throw format_error(t.where(line_no) + ": the header has an empty column name");
+                    if (f.empty()) throw format_error("E18", t.where(line_no) + ": the header has an empty column name");
                 t.header_ = std::move(fields);
                 continue;
             }
             const std::size_t lo = has_header ? t.header_.size() : min_fields;
             const std::size_t hi = has_header ? t.header_.size() : max_fields;
             if (fields.size() < lo || fields.size() > hi)
-                throw format_error(t.where(line_no) + ": expected " +
+                throw format_error("E18", t.where(line_no) + ": expected " +
                                    (lo == hi ? std::to_string(lo) : std::to_string(lo) + " to " + std::to_string(hi)) +
                                    " tab-separated fields, found " + std::to_string(fields.size()));
             t.rows_.push_back(std::move(fields));
             t.lines_.push_back(line_no);
         }
-        if (has_header && t.header_.empty()) throw format_error(t.source_ + ": empty file (no header line)");
+        if (has_header && t.header_.empty()) throw format_error("E18", t.source_ + ": empty file (no header line)");
         return t;
     }
 
@@ -73,7 +73,7 @@ public:
             if (header_[i] == name) return i;
         std::string have;
         for (const auto& h : header_) have += (have.empty() ? "'" : ", '") + h + "'";
-        throw format_error(source_ + ": no column '" + std::string(name) + "' (columns: " + have + ")");
+        throw format_error("E18", source_ + ": no column '" + std::string(name) + "' (columns: " + have + ")");
     }
 
     std::string where(std::size_t line_no) const { return source_ + ":" + std::to_string(line_no); }

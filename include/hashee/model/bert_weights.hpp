@@ -66,6 +66,15 @@ public:
         };
         auto norm = [&](const std::string& n) { return layer_norm_weights{vec(n + ".weight", d), vec(n + ".bias", d)}; };
 
+        // The embedding table against config.json's vocab_size: the two files disagree (E11).
+        if (const tensor_info* t = f.find(name("embeddings.word_embeddings.weight"));
+            t && t->shape.size() == 2 && t->shape[1] == d && t->shape[0] != config.vocab_size) {
+            const std::int64_t want[] = {config.vocab_size, d};
+            throw weight_error("E11", detail::located(f.source(), "tensor '" + t->name + "' has shape " +
+                                                                      detail::shape_string(t->shape) + ", expected " +
+                                                                      detail::shape_string(want) + " (config.json says vocab_size " +
+                                                                      std::to_string(config.vocab_size) + ")"));
+        }
         w.embeddings_ = {mat("embeddings.word_embeddings.weight", config.vocab_size, d),
                          mat("embeddings.position_embeddings.weight", config.max_position_embeddings, d),
                          mat("embeddings.token_type_embeddings.weight", config.type_vocab_size, d),
@@ -105,7 +114,7 @@ private:
     static std::string detect_prefix(const safetensors_file& f) {
         for (const char* p : {"", "bert.", "elasticbert."})
             if (f.find(std::string(p) + "embeddings.word_embeddings.weight")) return p;
-        throw weight_error(detail::located(f.source(), "no BERT embeddings found (looked for "
+        throw weight_error("E07", detail::located(f.source(), "no BERT embeddings found (looked for "
                                                        "'embeddings.word_embeddings.weight' with the prefixes "
                                                        "'', 'bert.' and 'elasticbert.')"));
     }
@@ -117,7 +126,7 @@ private:
         std::span<const float> host = file_->floats(t, converted);
         if (const auto bad = std::find_if_not(host.begin(), host.end(), [](float x) { return std::isfinite(x); });
             bad != host.end())
-            throw weight_error(detail::located(file_->source(), "tensor '" + t.name + "' holds a non-finite value (" +
+            throw weight_error("E08", detail::located(file_->source(), "tensor '" + t.name + "' holds a non-finite value (" +
                                                                     std::to_string(*bad) + ") at element " +
                                                                     std::to_string(bad - host.begin())));
         if constexpr (B::host_accessible) {

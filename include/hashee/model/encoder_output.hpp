@@ -28,12 +28,13 @@ struct encoder_output {
     /// The final states of sequence s: [length, hidden_size].
     const_matrix_view<float> sequence(index_t s) const { return hidden_states().block_rows(offsets[s], offsets[s + 1] - offsets[s]); }
 
-    /// Hugging Face's last_hidden_state: [sequences, seq_len, hidden_size], zeros at padding.
+    /// Hugging Face's last_hidden_state: [sequences, seq_len, hidden_size], zeros at padding;
+    /// usage_error (U06) when seq_len is shorter than a sequence.
     std::vector<float> last_hidden_state(index_t seq_len) const {
         std::vector<float> out(static_cast<std::size_t>(sequences() * seq_len * hidden_size), 0.0f);
         for (index_t s = 0; s < sequences(); ++s) {
             const auto rows = sequence(s);
-            if (rows.rows > seq_len) throw input_error("last_hidden_state: seq_len is shorter than sequence " + std::to_string(s));
+            if (rows.rows > seq_len) throw usage_error("U06", "last_hidden_state: seq_len is shorter than sequence " + std::to_string(s));
             std::copy(rows.data, rows.data + rows.rows * hidden_size, out.begin() + s * seq_len * hidden_size);
         }
         return out;

@@ -19,6 +19,7 @@
 #include <hashee/model/encoder_output.hpp>
 #include <hashee/model/hash_setup.hpp>
 #include <hashee/model/token_exit.hpp>
+#include <hashee/core/detail/json.hpp>
 #include <hashee/core/detail/read_file.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/packed_batch.hpp>
@@ -35,28 +36,48 @@ struct pooling_config {
 
     /// sentence-transformers' settings: 1_Pooling/config.json (mean or cls) and a Normalize
     /// module in modules.json. A plain Hugging Face directory gets mean pooling, unnormalised.
+    /// Every error names the file it is about, and the field: E40 for a field that is mistyped
+    /// or asks for a pooling hashee does not have, E37 for text that is not JSON (E36 too deep).
     static pooling_config from_directory(const std::filesystem::path& dir) {
         pooling_config p;
         const auto pooling_file = dir / "1_Pooling" / "config.json";
-        if (std::filesystem::exists(pooling_file)) {
-            const nlohmann::json j = read_json(pooling_file);
-            const bool mean = j.value("pooling_mode_mean_tokens", false);
-            const bool cls = j.value("pooling_mode_cls_token", false);
-            if (mean == cls)
-                throw config_error(detail::located(pooling_file.string(), "exactly one of pooling_mode_mean_tokens and "
-                                                                          "pooling_mode_cls_token must be true"));
+        if (detail::optional_file_present(pooling_file)) {
+            const std::string name = pooling_file.string();
+            const nlohmann::json j = detail::read_json_file(pooling_file);
+            if (!j.is_object()) throw format_error("E40", detail::located(name, "not a JSON object"));
+            const auto flag = [&](const char* key) {
+                const auto it = j.find(key);
+                if (it == j.end() || it->is_null()) return false;
+                if (!it->is_boolean())
+                    throw config_error("E40", detail::located(name, "field '" + std::string(key) + "': must be a boolean, got " +
+                                                                        it->dump()));
+                return it->get<bool>();
+            };
+            const bool mean = flag("pooling_mode_mean_tokens");
+            const bool cls = flag("pooling_mode_cls_token");
             for (const char* other : {"pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
                                       "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"})
-                if (j.value(other, false))
-                    throw config_error(detail::located(pooling_file.string(), std::string(other) + " is not supported"));
+                if (flag(other)) throw config_error("E40", detail::located(name, std::string(other) + " is not supported"));
+            if (mean == cls)
+                throw config_error("E40", detail::located(name, "exactly one of pooling_mode_mean_tokens and "
+                                                                "pooling_mode_cls_token must be true"));
             p.how = cls ? mode::cls : mode::mean;
         }
         const auto modules_file = dir / "modules.json";
-        if (std::filesystem::exists(modules_file)) {
-            const nlohmann::json j = read_json(modules_file);
-            if (!j.is_array()) throw format_error(detail::located(modules_file.string(), "expected a JSON array"));
-            for (const auto& m : j)
-                if (m.is_object() && m.value("type", "") == "sentence_transformers.models.Normalize") p.normalize = true;
+        if (detail::optional_file_present(modules_file)) {
+            const std::string name = modules_file.string();
+            const nlohmann::json j = detail::read_json_file(modules_file);
+            if (!j.is_array()) throw format_error("E40", detail::located(name, "expected a JSON array"));
+            for (std::size_t i = 0; i < j.size(); ++i) {
+                const nlohmann::json& m = j[i];
+                const std::string where = "module " + std::to_string(i);
+                if (!m.is_object()) throw format_error("E40", detail::located(name, where + " is not a JSON object"));
+                const auto type = m.find("type");
+                if (type == m.end() || type->is_null()) continue;
+                if (!type->is_string())
+                    throw format_error("E40", detail::located(name, where + ": field 'type' must be a string, got " + type->dump()));
+                if (type->get_ref<const std::string&>() == "sentence_transformers.models.Normalize") p.normalize = true;
+            }
         }
         return p;
     }
@@ -71,15 +92,6 @@ struct pooling_config {
         return v;
     }
 
-private:
-    static nlohmann::json read_json(const std::filesystem::path& f) {
-        const std::string text = detail::read_text_file(f);
-        try {
-            return nlohmann::json::parse(text);
-        } catch (const nlohmann::json::exception& e) {
-            throw format_error(detail::located(f.string(), std::string("invalid JSON: ") + e.what()));
-        }
-    }
 };
 
 template <backend B>
@@ -92,7 +104,7 @@ public:
         auto weights = bert_weights<B>::load(std::move(file), config, backend);
         wordpiece_tokenizer tok = wordpiece_tokenizer::from_directory(dir);
         if (tok.vocab().size() != config.vocab_size)
-            throw config_error(detail::located((dir / "vocab.txt").string(),
+            throw config_error("E11", detail::located((dir / "vocab.txt").string(),
                                                "holds " + std::to_string(tok.vocab().size()) +
                                                    " tokens but config.json says vocab_size " +
                                                    std::to_string(config.vocab_size)));
@@ -109,7 +121,7 @@ public:
 
     /// Tokenises (truncating to the tokenizer's max length) into a packed batch.
     packed_batch tokenize(std::span<const text_input> inputs) const {
-        if (inputs.empty()) throw input_error("empty batch: no texts to encode");
+        if (inputs.empty()) throw input_error("E15", "empty batch: no texts to encode");
         packed_batch batch;
         for (const text_input& in : inputs) {
             const encoding e = in.second ? tokenizer_.encode(in.first, *in.second) : tokenizer_.encode(in.first);

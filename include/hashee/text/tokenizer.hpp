@@ -3,6 +3,7 @@
 // (transformers 5, backed by the Rust `tokenizers` library): see docs/tokenizer.md.
 
 #include <hashee/text/detail/unicode.hpp>
+#include <hashee/core/detail/json.hpp>
 #include <hashee/core/detail/read_file.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/text/vocab.hpp>
@@ -55,15 +56,6 @@ struct text_input {
 
 namespace detail {
 
-inline nlohmann::json read_json_file(const std::filesystem::path& path) {
-    const std::string text = read_text_file(path);
-    try {
-        return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-        throw format_error(located(path.string(), e.what()));
-    }
-}
-
 /// HF longest_first truncation of a pair to `budget` content tokens (the Rust tokenizers
 /// algorithm: when both must shrink, the longer keeps budget/2 + budget%2, on a tie the
 /// second sequence does).
@@ -87,8 +79,12 @@ inline std::pair<std::size_t, std::size_t> longest_first(std::size_t n1, std::si
 
 class wordpiece_tokenizer {
 public:
+    /// usage_error (U04) when a special token of `o` is empty; format_error (E42, naming the
+    /// vocabulary) when the vocabulary lacks one.
     wordpiece_tokenizer(hashee::vocab v, tokenizer_options o = {})
         : vocab_(std::move(v)), opt_(std::move(o)) {
+        for (const std::string* t : {&opt_.unk_token, &opt_.cls_token, &opt_.sep_token, &opt_.pad_token, &opt_.mask_token})
+            if (t->empty()) throw usage_error("U04", "tokenizer: special tokens must not be empty");
         strip_accents_ = opt_.strip_accents.value_or(opt_.lower_case);
         unk_id_ = vocab_.id(opt_.unk_token);
         cls_id_ = vocab_.id(opt_.cls_token);
@@ -104,38 +100,40 @@ public:
         std::stable_sort(specials_.begin(), specials_.end(), [](const auto& x, const auto& y) {
             return x.first.size() > y.first.size();
         });
-        for (const auto& s : specials_) {
-            if (s.first.empty())
-                throw config_error("tokenizer: special tokens must not be empty");
-            special_first_byte_[static_cast<unsigned char>(s.first[0])] = true;
-        }
+        for (const auto& s : specials_) special_first_byte_[static_cast<unsigned char>(s.first[0])] = true;
     }
 
     /// Reads vocab.txt and tokenizer_config.json (do_lower_case, strip_accents,
     /// tokenize_chinese_chars, model_max_length, the special-token strings) from a Hugging Face
     /// model directory; sentence_bert_config.json's max_seq_length, when present, overrides
-    /// max_length (as sentence-transformers does).
+    /// max_length (as sentence-transformers does). Every error names the file it is about: a
+    /// field of tokenizer_config.json or sentence_bert_config.json that is mistyped, empty, or
+    /// names a token the vocabulary lacks is E41 naming that file and the field; JSON that is
+    /// not valid E37 (too deep E36); vocab.txt's own errors name vocab.txt.
     static wordpiece_tokenizer from_directory(const std::filesystem::path& dir) {
         tokenizer_options o;
+        const auto vocab_path = dir / "vocab.txt";
         const auto cfg_path = dir / "tokenizer_config.json";
-        if (std::filesystem::exists(cfg_path)) {
+        // Which special tokens tokenizer_config.json set (so that a token the vocabulary lacks is
+        // blamed on the file that asked for it).
+        std::vector<std::pair<const char*, const std::string*>> configured_tokens;
+        if (detail::optional_file_present(cfg_path)) {
+            const std::string cfg_name = cfg_path.string();
             const nlohmann::json cfg = detail::read_json_file(cfg_path);
-            if (!cfg.is_object())
-                throw format_error(detail::located(cfg_path.string(), "not a JSON object"));
+            if (!cfg.is_object()) throw format_error("E41", detail::located(cfg_name, "not a JSON object"));
+            const auto field_error = [&](const char* key, const std::string& what) {
+                return format_error("E41", detail::located(cfg_name, "field '" + std::string(key) + "': " + what));
+            };
             auto get_bool = [&](const char* key, bool& out) {
                 auto it = cfg.find(key);
                 if (it == cfg.end() || it->is_null()) return;
-                if (!it->is_boolean())
-                    throw format_error(detail::located(cfg_path.string(),
-                                                       std::string(key) + " is not a boolean"));
+                if (!it->is_boolean()) throw field_error(key, "must be a boolean, got " + it->dump());
                 out = it->get<bool>();
             };
             get_bool("do_lower_case", o.lower_case);
             get_bool("tokenize_chinese_chars", o.tokenize_chinese_chars);
             if (auto it = cfg.find("strip_accents"); it != cfg.end() && !it->is_null()) {
-                if (!it->is_boolean())
-                    throw format_error(
-                        detail::located(cfg_path.string(), "strip_accents is not a boolean"));
+                if (!it->is_boolean()) throw field_error("strip_accents", "must be a boolean, got " + it->dump());
                 o.strip_accents = it->get<bool>();
             }
             if (auto it = cfg.find("model_max_length"); it != cfg.end() && it->is_number()) {
@@ -152,9 +150,11 @@ public:
                            (*it)["content"].is_string()) {
                     out = (*it)["content"].get<std::string>();  // serialised AddedToken
                 } else {
-                    throw format_error(detail::located(cfg_path.string(),
-                                                       std::string(key) + " is not a string"));
+                    throw field_error(key, "must be a string (or an AddedToken with a 'content' string), got " +
+                                               it->dump());
                 }
+                if (out.empty()) throw field_error(key, "a special token must not be empty");
+                configured_tokens.emplace_back(key, &out);
             };
             get_token("unk_token", o.unk_token);
             get_token("cls_token", o.cls_token);
@@ -163,17 +163,23 @@ public:
             get_token("mask_token", o.mask_token);
         }
         const auto st_path = dir / "sentence_bert_config.json";
-        if (std::filesystem::exists(st_path)) {
+        if (detail::optional_file_present(st_path)) {
             const nlohmann::json st = detail::read_json_file(st_path);
-            if (auto it = st.find("max_seq_length"); st.is_object() && it != st.end() &&
-                                                     !it->is_null()) {
+            if (!st.is_object()) throw format_error("E41", detail::located(st_path.string(), "not a JSON object"));
+            if (auto it = st.find("max_seq_length"); it != st.end() && !it->is_null()) {
                 if (!it->is_number_unsigned() || it->get<std::uint64_t>() == 0)
-                    throw format_error(detail::located(
+                    throw format_error("E41", detail::located(
                         st_path.string(), "max_seq_length is not a positive integer"));
                 o.max_length = static_cast<std::size_t>(it->get<std::uint64_t>());
             }
         }
-        return wordpiece_tokenizer(hashee::vocab::load(dir / "vocab.txt"), std::move(o));
+        hashee::vocab v = hashee::vocab::load(vocab_path);
+        for (const auto& [key, token] : configured_tokens)
+            if (!v.find(*token))
+                throw format_error("E41", detail::located(cfg_path.string(),
+                                                          "field '" + std::string(key) + "': '" + *token +
+                                                              "' is not a token of the vocabulary " + vocab_path.string()));
+        return wordpiece_tokenizer(std::move(v), std::move(o));
     }
 
     /// Word pieces of `text`, without [CLS]/[SEP].
@@ -226,7 +232,7 @@ public:
     /// empty span. Inputs may mix single texts and pairs.
     encoded_batch encode_batch(std::span<const text_input> inputs,
                                std::size_t max_length = 0) const {
-        if (inputs.empty()) throw input_error("tokenizer: encode_batch needs at least one input");
+        if (inputs.empty()) throw input_error("E15", "tokenizer: encode_batch needs at least one input");
         const std::size_t max_len = effective_max(max_length);
         std::vector<encoding> rows(inputs.size());
         std::vector<std::int32_t> ia, ib;
@@ -275,7 +281,7 @@ private:
                   std::vector<std::int32_t>& type_ids) const {
         const std::size_t specials = b ? 3 : 2;
         if (max_length < specials)
-            throw input_error("tokenizer: max_length " + std::to_string(max_length) +
+            throw input_error("E20", "tokenizer: max_length " + std::to_string(max_length) +
                               " cannot hold the " + std::to_string(specials) +
                               " special tokens of a " + (b ? "pair" : "single text"));
         if (max_length != no_truncation) {

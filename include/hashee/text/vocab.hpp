@@ -32,8 +32,9 @@ class vocab {
 public:
     vocab() = default;
 
-    /// Reads vocab.txt. io_error when the file cannot be read; format_error (naming the file
-    /// and line) when it is empty, holds an empty line or the same token twice.
+    /// Reads vocab.txt. io_error when the file cannot be read (E12, E34) and format_error E35
+    /// when it is larger than a text file may be; format_error E43 (naming the file and line)
+    /// when it is empty, holds an empty line or the same token twice.
     static vocab load(const std::filesystem::path& path) {
         return from_string(detail::read_text_file(path), path.string());
     }
@@ -43,7 +44,7 @@ public:
     static vocab from_string(std::string_view text, std::string source_name) {
         vocab v;
         v.source_ = std::move(source_name);
-        if (text.empty()) throw format_error(detail::located(v.source_, "empty vocabulary"));
+        if (text.empty()) throw format_error("E43", detail::located(v.source_, "empty vocabulary"));
         std::size_t pos = 0;
         std::size_t line = 0;
         while (pos < text.size()) {
@@ -54,11 +55,11 @@ public:
             pos = eol + 1;
             if (!tok.empty() && tok.back() == '\r') tok.remove_suffix(1);
             const std::string where = v.source_ + ":" + std::to_string(line);
-            if (tok.empty()) throw format_error(detail::located(where, "empty token"));
+            if (tok.empty()) throw format_error("E43", detail::located(where, "empty token"));
             const auto id = static_cast<std::int32_t>(v.tokens_.size());
             auto [it, inserted] = v.index_.emplace(std::string(tok), id);
             if (!inserted) {
-                throw format_error(detail::located(
+                throw format_error("E43", detail::located(
                     where, "duplicate token '" + std::string(tok) + "' (first on line " +
                                std::to_string(it->second + 1) + ")"));
             }
@@ -73,19 +74,19 @@ public:
         return it->second;
     }
 
-    /// The id of a token the vocabulary must hold; format_error when it does not.
+    /// The id of a token the vocabulary must hold; format_error (E42) when it does not.
     std::int32_t id(std::string_view token) const {
         auto it = index_.find(token);
         if (it == index_.end())
-            throw format_error(detail::located(
+            throw format_error("E42", detail::located(
                 source_, "vocabulary has no token '" + std::string(token) + "'"));
         return it->second;
     }
 
-    /// The token of an id; input_error when the id is out of range.
+    /// The token of an id; usage_error (U03) when the id is out of range.
     const std::string& token(std::int32_t id) const {
         if (id < 0 || id >= size())
-            throw input_error(detail::located(source_, "token id " + std::to_string(id) +
+            throw usage_error("U03", detail::located(source_, "token id " + std::to_string(id) +
                                                            " out of range [0, " +
                                                            std::to_string(size()) + ")"));
         return tokens_[static_cast<std::size_t>(id)];

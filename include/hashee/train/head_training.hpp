@@ -28,6 +28,7 @@
 #include <hashee/core/error.hpp>
 #include <hashee/exit/exit_heads.hpp>
 #include <hashee/exit/fastbert_heads.hpp>
+#include <hashee/train/adamw.hpp>
 #include <hashee/train/layer_features.hpp>
 #include <hashee/core/matrix_view.hpp>
 #include <hashee/core/detail/softmax.hpp>
@@ -68,8 +69,8 @@ class exit_predictor {
 public:
     /// Zero units (confidence 0.5 everywhere) for `layers` layers of width `hidden`.
     exit_predictor(int layers, index_t hidden) {
-        if (layers < 1) throw input_error("exit_predictor: need at least one layer");
-        if (hidden < 1) throw input_error("exit_predictor: hidden size must be >= 1");
+        if (layers < 1) throw usage_error("U08", "exit_predictor: need at least one layer");
+        if (hidden < 1) throw usage_error("U08", "exit_predictor: hidden size must be >= 1");
         units_.assign(static_cast<std::size_t>(layers), dense_params::zeros(1, hidden));
     }
 
@@ -82,7 +83,7 @@ public:
     double confidence(int layer, std::span<const float> state) const {
         const dense_params& u = unit(layer);
         if (static_cast<index_t>(state.size()) != u.in)
-            throw input_error(detail::located("exit_predictor::confidence",
+            throw usage_error("U08", detail::located("exit_predictor::confidence",
                                               std::string("state has ") + std::to_string(state.size()) +
                                                   " values, the units read " + std::to_string(u.in)));
         double z = u.bias[0];
@@ -106,7 +107,7 @@ public:
         int layers = 0;
         while (f.find(name(layers) + ".weight")) ++layers;
         if (layers == 0)
-            throw weight_error(detail::located(f.source(), std::string("tensor '") + name(0) + ".weight' not found"));
+            throw weight_error("E27", detail::located(f.source(), std::string("tensor '") + name(0) + ".weight' not found"));
         exit_predictor p(layers, detail::read_dense(f, name(0), 1, -1).in);
         for (int n = 0; n < layers; ++n)
             p.units_[static_cast<std::size_t>(n)] = detail::read_dense(f, name(n), 1, p.hidden_size());
@@ -117,7 +118,7 @@ private:
     static std::string name(int n) { return std::string("berxit.") + std::to_string(n); }
     std::size_t index(int layer) const {
         if (layer < 1 || layer > num_layers())
-            throw input_error(std::string("exit_predictor: layer ") + std::to_string(layer) + " is outside 1.." +
+            throw usage_error("U08", std::string("exit_predictor: layer ") + std::to_string(layer) + " is outside 1.." +
                               std::to_string(num_layers()));
         return static_cast<std::size_t>(layer - 1);
     }
@@ -149,21 +150,19 @@ inline basic_fastbert_head<dense64> fastbert_zeros_like(const fastbert_head& h) 
             dense64::zeros_like(h.dense), dense64::zeros_like(h.classifier)};
 }
 
-/// AdamW on float dense layers, with double moments. Per element, with gradient g at step t:
-///   m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2,   m^ = m / (1 - b1^t),   v^ = v / (1 - b2^t)
-///   theta -= lr wd theta  (weights only: decoupled decay),   theta -= lr m^ / (sqrt(v^) + eps)
+/// AdamW (train/adamw.hpp) on float dense layers, with double moments; weights are decayed,
+/// biases are not.
 class adamw {
 public:
     adamw(std::vector<dense_params*> params, double learning_rate, double weight_decay)
-        : params_(std::move(params)), lr_(learning_rate), wd_(weight_decay) {
+        : params_(std::move(params)), step_(learning_rate), wd_(weight_decay) {
         for (const dense_params* p : params_)
             moments_.push_back({std::vector<double>(2 * p->weight.size()), std::vector<double>(2 * p->bias.size())});
     }
 
     /// One update; grads[i] has the shape of *params[i].
     void step(std::span<const dense64> grads) {
-        beta1_t_ *= beta1;
-        beta2_t_ *= beta2;
+        step_.next();
         for (std::size_t i = 0; i < params_.size(); ++i) {
             dense_params& p = *params_[i];
             update(p.weight, grads[i].W.data(), moments_[i].weight, wd_);
@@ -172,26 +171,20 @@ public:
     }
 
 private:
-    static constexpr double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
     struct moments {
         std::vector<double> weight, bias; ///< m and v interleaved: [2 i] = m_i, [2 i + 1] = v_i
     };
     void update(std::vector<float>& theta, const double* g, std::vector<double>& mv, double decay) const {
-        const double c1 = 1.0 / (1.0 - beta1_t_), c2 = 1.0 / (1.0 - beta2_t_);
         for (std::size_t q = 0; q < theta.size(); ++q) {
-            double& m = mv[2 * q];
-            double& v = mv[2 * q + 1];
-            m = beta1 * m + (1.0 - beta1) * g[q];
-            v = beta2 * v + (1.0 - beta2) * g[q] * g[q];
             double t = theta[q];
-            t -= lr_ * decay * t;
-            t -= lr_ * (m * c1) / (std::sqrt(v * c2) + eps);
+            step_.update(t, g[q], mv[2 * q], mv[2 * q + 1], decay);  // a decay of 0.0 for biases, as always
             theta[q] = static_cast<float>(t);
         }
     }
     std::vector<dense_params*> params_;
     std::vector<moments> moments_;
-    double lr_, wd_, beta1_t_ = 1.0, beta2_t_ = 1.0;
+    adamw_step step_;
+    double wd_;
 };
 
 enum class head_loss { cross_entropy, squared_error, distillation, binary_cross_entropy };
@@ -471,12 +464,12 @@ inline batch_targets gather_targets(head_loss loss, std::span<const float> y, st
 // ---- Validation ----
 
 inline void check_options(const head_training_options& o, const char* where) {
-    if (o.epochs < 0) throw input_error(located(where, "epochs must be >= 0"));
-    if (o.batch_size < 1) throw input_error(located(where, "batch_size must be >= 1"));
+    if (o.epochs < 0) throw usage_error("U07", located(where, "epochs must be >= 0"));
+    if (o.batch_size < 1) throw usage_error("U07", located(where, "batch_size must be >= 1"));
     if (!(o.learning_rate > 0.0) || !std::isfinite(o.learning_rate))
-        throw input_error(located(where, "learning_rate must be positive and finite"));
+        throw usage_error("U07", located(where, "learning_rate must be positive and finite"));
     if (!(o.weight_decay >= 0.0) || !std::isfinite(o.weight_decay))
-        throw input_error(located(where, "weight_decay must be >= 0 and finite"));
+        throw usage_error("U07", located(where, "weight_decay must be >= 0 and finite"));
 }
 
 inline void check_finite(std::span<const float> v, index_t rows_per_layer, index_t hidden, const char* what, const char* where) {
@@ -491,7 +484,7 @@ inline void check_finite(std::span<const float> v, index_t rows_per_layer, index
             m += std::to_string(i % per_layer / width);
             m += ", column ";
             m += std::to_string(i % width);
-            throw input_error(located(where, m));
+            throw input_error("E29", located(where, m));
         }
 }
 
@@ -499,35 +492,35 @@ inline void check_finite(std::span<const float> v, index_t rows_per_layer, index
 /// `wants`: what the heads read (the features' pooling must match it, or hold token states for
 /// heads that read all tokens).
 inline void check_features(const layer_features& f, int layers, index_t hidden, head_input wants, const char* where) {
-    if (f.num_layers < 1 || f.hidden < 1) throw input_error(located(where, "features have no layers or zero width"));
-    if (f.offsets.size() < 2 || f.offsets.front() != 0) throw input_error(located(where, "features hold no samples"));
+    if (f.num_layers < 1 || f.hidden < 1) throw input_error("E29", located(where, "features have no layers or zero width"));
+    if (f.offsets.size() < 2 || f.offsets.front() != 0) throw input_error("E29", located(where, "features hold no samples"));
     for (std::size_t s = 0; s + 1 < f.offsets.size(); ++s)
         if (f.offsets[s + 1] <= f.offsets[s])
-            throw input_error(
+            throw input_error("E29",
                 located(where, std::string("sample ") + std::to_string(s) + " has no tokens (offsets must increase)"));
     if (f.num_layers != layers)
-        throw input_error(located(where, std::string("the heads have ") + std::to_string(layers) + " layers, the features " +
+        throw input_error("E30", located(where, std::string("the heads have ") + std::to_string(layers) + " layers, the features " +
                                              std::to_string(f.num_layers)));
     if (f.hidden != hidden)
-        throw input_error(located(where, std::string("the heads read width ") + std::to_string(hidden) + ", the features have " +
+        throw input_error("E30", located(where, std::string("the heads read width ") + std::to_string(hidden) + ", the features have " +
                                              std::to_string(f.hidden)));
     const auto expected = [&](index_t rows) { return static_cast<std::size_t>(f.num_layers * rows * f.hidden); };
     if (f.sentences.size() != expected(f.samples()))
-        throw input_error(located(where, std::string("sentences holds ") + std::to_string(f.sentences.size()) +
+        throw input_error("E29", located(where, std::string("sentences holds ") + std::to_string(f.sentences.size()) +
                                              " values, expected layers x samples x hidden = " + std::to_string(expected(f.samples()))));
     check_finite(f.sentences, f.samples(), f.hidden, "sentence states", where);
     if (wants != head_input::all_tokens) {
         if (f.pooling != wants)
-            throw input_error(located(where, std::string("the heads read the ") + to_string(wants) +
+            throw input_error("E31", located(where, std::string("the heads read the ") + to_string(wants) +
                                                  " row of each sample, the features hold the " + to_string(f.pooling) +
                                                  " row (take the features with the heads' input)"));
         return;
     }
     if (f.tokens.empty())
-        throw input_error(located(where, "the features have no token states (FastBERT heads read every token: "
+        throw input_error("E30", located(where, "the features have no token states (FastBERT heads read every token: "
                                          "take the features with all tokens)"));
     if (f.tokens.size() != expected(f.total_tokens()))
-        throw input_error(located(where, std::string("tokens holds ") + std::to_string(f.tokens.size()) +
+        throw input_error("E29", located(where, std::string("tokens holds ") + std::to_string(f.tokens.size()) +
                                              " values, expected layers x total tokens x hidden = " +
                                              std::to_string(expected(f.total_tokens()))));
     check_finite(f.tokens, f.total_tokens(), f.hidden, "token states", where);
@@ -537,24 +530,24 @@ inline void check_features(const layer_features& f, int layers, index_t hidden, 
 /// for regression (outputs == 1).
 inline void check_targets(std::span<const float> y, index_t samples, index_t outputs, const char* where) {
     if (static_cast<index_t>(y.size()) != samples)
-        throw input_error(located(where, std::to_string(y.size()) + " targets for " + std::to_string(samples) + " samples"));
+        throw input_error("E28", located(where, std::to_string(y.size()) + " targets for " + std::to_string(samples) + " samples"));
     for (std::size_t s = 0; s < y.size(); ++s) {
         const float v = y[s];
         if (!std::isfinite(v))
-            throw input_error(located(where, std::string("target of sample ") + std::to_string(s) + " is not finite"));
+            throw input_error("E28", located(where, std::string("target of sample ") + std::to_string(s) + " is not finite"));
         if (outputs < 2) continue;
         if (v != std::floor(v))
-            throw input_error(located(where, std::string("target ") + std::to_string(v) + " of sample " + std::to_string(s) +
+            throw input_error("E28", located(where, std::string("target ") + std::to_string(v) + " of sample " + std::to_string(s) +
                                                  " is not a class index"));
         if (v < 0.0f || v >= static_cast<float>(outputs))
-            throw input_error(located(where, std::string("class ") + std::to_string(static_cast<long long>(v)) + " of sample " +
+            throw input_error("E28", located(where, std::string("class ") + std::to_string(static_cast<long long>(v)) + " of sample " +
                                                  std::to_string(s) + " is outside [0, " + std::to_string(outputs) + ")"));
     }
 }
 
 inline void check_classification(index_t outputs, const char* where) {
     if (outputs < 2)
-        throw input_error(located(where, "needs classification heads (outputs >= 2); these are regression heads (1 output)"));
+        throw input_error("E30", located(where, "needs classification heads (outputs >= 2); these are regression heads (1 output)"));
 }
 
 inline training_report make_report(std::vector<std::vector<double>> layer_loss, std::span<const double> weights) {
@@ -579,7 +572,7 @@ inline training_report train_deebert(classifier_heads& heads, const layer_featur
     using namespace detail;
     check_options(opt, where);
     if (heads.shared_pooler())
-        throw input_error(located(where, "the heads share one pooler; DeeBERT trains a pooler per layer "
+        throw input_error("E30", located(where, "the heads share one pooler; DeeBERT trains a pooler per layer "
                                          "(train_pabee trains a shared one)"));
     check_features(features, heads.num_layers(), heads.hidden_size(), heads.input(), where);
     check_targets(targets, features.samples(), heads.outputs(), where);
@@ -619,7 +612,7 @@ inline training_report train_pabee(classifier_heads& heads, const layer_features
     check_options(opt, where);
     const int L = heads.num_layers();
     if (!heads.shared_pooler() && L > 1)
-        throw input_error(located(where, "PABEE's heads share one pooler; these have one per layer"));
+        throw input_error("E30", located(where, "PABEE's heads share one pooler; these have one per layer"));
     check_features(features, L, heads.hidden_size(), heads.input(), where);
     check_targets(targets, features.samples(), heads.outputs(), where);
     const head_loss kind = heads.outputs() >= 2 ? head_loss::cross_entropy : head_loss::squared_error;

@@ -45,7 +45,7 @@ struct layer_features {
     /// features were taken without them.
     const_matrix_view<float> token_states(int layer) const {
         if (tokens.empty())
-            throw input_error(detail::located("layer_features::token_states",
+            throw input_error("E30", detail::located("layer_features::token_states",
                                               "no token states (the features were taken from one row per sample)"));
         return block(tokens, layer, total_tokens(), "layer_features::token_states", "token states");
     }
@@ -54,10 +54,10 @@ private:
     const_matrix_view<float> block(const std::vector<float>& v, int layer, index_t rows, const char* where,
                                    const char* what) const {
         if (layer < 1 || layer > num_layers)
-            throw input_error(detail::located(where, std::string("layer ") + std::to_string(layer) + " is outside 1.." +
+            throw usage_error("U08", detail::located(where, std::string("layer ") + std::to_string(layer) + " is outside 1.." +
                                                          std::to_string(num_layers)));
         if (rows < 0 || hidden < 1 || static_cast<index_t>(v.size()) != num_layers * rows * hidden)
-            throw input_error(detail::located(where, std::string(what) + " hold " + std::to_string(v.size()) + " values, not " +
+            throw input_error("E29", detail::located(where, std::string(what) + " hold " + std::to_string(v.size()) + " values, not " +
                                                          std::to_string(num_layers) + " x " + std::to_string(rows) + " x " +
                                                          std::to_string(hidden)));
         return {v.data() + (layer - 1) * rows * hidden, rows, hidden};
@@ -71,7 +71,7 @@ template <backend B, token_exit_policy P>
 layer_features collect_layer_features(const B& backend, const bert_encoder<B>& encoder, std::span<const packed_batch> batches,
                                       const P& token_policy, head_input pooling, bool with_tokens = false) {
     if (pooling == head_input::all_tokens)
-        throw input_error("collect_layer_features: the pooling is one row per sample (cls or mean); ask for every "
+        throw usage_error("U10", "collect_layer_features: the pooling is one row per sample (cls or mean); ask for every "
                           "token's state with with_tokens");
     const int L = encoder.config().num_hidden_layers;
     const index_t d = encoder.config().hidden_size;

@@ -66,11 +66,11 @@ inline std::size_t find_invalid_utf8(std::string_view s) noexcept {
     return std::string_view::npos;
 }
 
-/// Throws input_error naming the byte offset when `s` is not valid UTF-8.
+/// Throws input_error (E17) naming the byte offset when `s` is not valid UTF-8.
 inline void require_utf8(std::string_view s, std::string_view what = "text") {
     const std::size_t bad = find_invalid_utf8(s);
     if (bad != std::string_view::npos) {
-        throw input_error(std::string(what) + ": invalid UTF-8 at byte offset " +
+        throw input_error("E17", std::string(what) + ": invalid UTF-8 at byte offset " +
                           std::to_string(bad));
     }
 }

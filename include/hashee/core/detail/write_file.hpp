@@ -15,20 +15,20 @@ inline void write_file_atomically(const std::filesystem::path& path, std::string
     const auto tmp = std::filesystem::path(path.string() + ".tmp");
     {
         std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) throw io_error(located(path.string(), "cannot create"));
+        if (!out) throw io_error("E45", located(path.string(), "cannot create"));
         out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
         if (!out.flush()) {
             out.close();
             std::error_code ec;
             std::filesystem::remove(tmp, ec);
-            throw io_error(located(path.string(), "write failed"));
+            throw io_error("E45", located(path.string(), "write failed"));
         }
     }
     std::error_code ec;
     std::filesystem::rename(tmp, path, ec);
     if (ec) {
         std::filesystem::remove(tmp, ec);
-        throw io_error(located(path.string(), "cannot rename the temporary file into place"));
+        throw io_error("E45", located(path.string(), "cannot rename the temporary file into place"));
     }
 }
 

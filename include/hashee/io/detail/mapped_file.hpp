@@ -1,6 +1,7 @@
 #pragma once
 // Read-only memory mapping of a whole file (POSIX open/fstat/mmap), move-only RAII.
 
+#include <hashee/core/detail/read_file.hpp>
 #include <hashee/core/error.hpp>
 
 #include <cerrno>
@@ -19,39 +20,28 @@
 namespace hashee::detail {
 
 /// A whole regular file mapped read-only. An empty file is a valid, empty mapping (nothing
-/// is mapped); anything that is not a regular file (a directory, a FIFO, ...) is an io_error.
+/// is mapped); anything that is not a regular file is an io_error: E12 for a directory, E34 for
+/// a named pipe or a device (checked before it is opened: see core/detail/read_file.hpp).
 class mapped_file {
 public:
     mapped_file() noexcept = default;
 
-    /// Maps `path` read-only. io_error naming the path when it cannot be opened, is not a
-    /// regular file, or cannot be mapped.
+    /// Maps `path` read-only. io_error naming the path when it cannot be opened or mapped (E12)
+    /// or is not a regular file (E12 a directory, E34 a special file).
     static mapped_file open(const std::filesystem::path& path) {
         const std::string name = path.string();
-        int fd;
-        do {
-            fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        } while (fd < 0 && errno == EINTR);
-        if (fd < 0) throw io_error(located(name, "cannot open: " + errno_text(errno)));
-        struct fd_guard {
-            int fd;
-            ~fd_guard() { ::close(fd); }
-        } guard{fd};
-
         struct stat st {};
-        if (::fstat(fd, &st) != 0) throw io_error(located(name, "cannot stat: " + errno_text(errno)));
-        if (S_ISDIR(st.st_mode)) throw io_error(located(name, "is a directory, not a file"));
-        if (!S_ISREG(st.st_mode)) throw io_error(located(name, "is not a regular file"));
-        if (st.st_size < 0) throw io_error(located(name, "negative file size"));
+        const file_descriptor fd = open_regular_file(path, st);  // E12, E34: never blocks
+        if (st.st_size < 0) throw io_error("E12", located(name, "negative file size"));
 
         mapped_file m;
         m.size_ = static_cast<std::size_t>(st.st_size);
         if (m.size_ == 0) return m;  // mmap of length 0 is invalid; an empty view is right
-        void* addr = ::mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+        void* addr = ::mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
         if (addr == MAP_FAILED) {
             const int err = errno;
             m.size_ = 0;
-            throw io_error(located(name, "cannot mmap: " + errno_text(err)));
+            throw io_error("E12", located(name, "cannot mmap: " + errno_text(err)));
         }
         m.addr_ = addr;
         return m;
