@@ -109,13 +109,21 @@ public:
 
     /// Tokenises (truncating to the tokenizer's max length) into a packed batch.
     packed_batch tokenize(std::span<const text_input> inputs) const {
-        if (inputs.empty()) throw input_error("empty batch: no texts to encode");
+        if (inputs.empty()) throw input_error("E15", "empty batch: no texts to encode");
         packed_batch batch;
         for (const text_input& in : inputs) {
             const encoding e = in.second ? tokenizer_.encode(in.first, *in.second) : tokenizer_.encode(in.first);
             batch.push_back(e.ids, e.type_ids);
         }
         return batch;
+    }
+
+    /// Tokenises every input (truncated to o.max_length, else the tokenizer's) and cuts them into
+    /// batches (batching.hpp): at most o.max_sequences sequences and o.max_tokens tokens each,
+    /// sorted by length if asked; each batch names the inputs it holds. Errors name the input.
+    std::vector<input_batch> batches(std::span<const text_input> inputs, const batching_options& o = {},
+                                     const input_source* source = nullptr) const {
+        return make_batches(tokenizer_, inputs, o, source);
     }
 
     /// Tokenises and runs the encoder, every token through every layer.
