@@ -17,9 +17,9 @@
 
 #include <CLI/CLI.hpp>
 
-#include "cli_baselines.hpp"
+#include "baselines.hpp"
 #include "cli_embed.hpp"
-#include "cli_eval.hpp"
+#include "eval.hpp"
 #include "cli_hash.hpp"
 
 int main(int argc, char** argv) {
