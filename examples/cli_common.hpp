@@ -94,6 +94,13 @@ private:
     std::ostringstream held_;
 };
 
+/// Fails early (before a long run) when an output folder's path is taken by something else.
+inline void check_output_dir(const std::filesystem::path& dir) {
+    std::error_code ec;
+    if (!dir.empty() && std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec))
+        throw io_error("C14", dir.string() + ": cannot create the output folder (a file is in the way)");
+}
+
 /// Creates an output folder; a path that is a file, or one that cannot be made, is io_error C14
 /// naming the path (never a raw std::filesystem exception).
 inline void make_output_dir(const std::filesystem::path& dir) {

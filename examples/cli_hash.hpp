@@ -23,7 +23,7 @@ inline int run_hash_build(const hash_build_options& o) {
     hash_corpus corpus;
     const bool needs_corpus = o.policy == "frequency" || o.policy == "mutual_information" || o.target > 0;
     if (needs_corpus && o.corpus.empty())
-        throw input_error("the " + o.policy + " hash" + (o.target > 0 ? " with --target" : "") +
+        throw input_error("C24", "the " + o.policy + " hash" + (o.target > 0 ? " with --target" : "") +
                           " needs --corpus TSV and --column");
     if (!o.corpus.empty()) {
         const auto t = tsv_table::load(o.corpus);
@@ -39,7 +39,7 @@ inline int run_hash_build(const hash_build_options& o) {
     if (o.target > 0) b = target_speedup{o.target, &corpus.tokens, &m.config(), parse_kv(o.kv)};
     std::optional<word_clusters> clusters;
     const table_hash h = build_table_hash(o.policy, m, cpu, corpus, b, o.seed, clusters);
-    if (o.out.empty()) throw input_error("--out is required");
+    if (o.out.empty()) throw input_error("C13", "--out is required");
     h.table().save(o.out, m.tokenizer().vocab());
     std::cerr << "hashee: wrote " << o.out.string() << " (" << o.policy << ", " << h.table().num_layers()
               << " layers); vocabulary ids per exit layer:";

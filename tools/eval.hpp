@@ -272,6 +272,7 @@ inline plot::figure quality_plot(const std::vector<eval_row>& rows, const std::s
 }
 
 inline int run_eval(const eval_options& o, const std::string& command_line) {
+    check_output_dir(o.out_dir);
     validate(o);
     evaluator ev(o);
     const auto rows = ev.run();
