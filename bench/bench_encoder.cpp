@@ -80,16 +80,15 @@ double gemm_ceiling(const eigen_cpu& b, const bert_config& c) {
 
 void bm_dense(benchmark::State& state, const std::vector<encoding>* inputs, std::string name) {
     const auto batch = static_cast<std::size_t>(state.range(0));
-    // Consecutive batches of the input set, cycled.
-    std::vector<packed_batch> batches;
+    // Consecutive batches of the input set (at most 64, whole ones where there are), cycled.
+    const std::size_t whole = std::max<std::size_t>(1, std::min<std::size_t>(64, inputs->size() / batch));
+    const std::vector<packed_batch> batches = packed_batches(
+        make_batches(std::span(*inputs).first(std::min(inputs->size(), whole * batch)), {.max_sequences = batch}));
     std::vector<double> batch_flops;
-    for (std::size_t s = 0; s + batch <= inputs->size() || batches.empty(); s += batch) {
-        const std::size_t e = std::min(inputs->size(), s + batch);
-        batches.push_back(pack(std::span(inputs->data() + s, e - s)));
+    for (const packed_batch& b : batches) {
         std::vector<index_t> lengths;
-        for (index_t q = 0; q < batches.back().sequences(); ++q) lengths.push_back(batches.back().length(q));
+        for (index_t q = 0; q < b.sequences(); ++q) lengths.push_back(b.length(q));
         batch_flops.push_back(static_cast<double>(dense_macs(ctx->m.config(), std::span<const index_t>(lengths)).flops()));
-        if (batches.size() >= 64) break;
     }
     double flops = 0, tokens = 0;
     std::size_t next = 0;

@@ -29,10 +29,7 @@ std::string env_or(const char* var, const std::string& fallback) {
 }
 
 std::vector<packed_batch> split(const std::vector<encoding>& encs, std::size_t batch) {
-    std::vector<packed_batch> out;
-    for (std::size_t i = 0; i < encs.size(); i += batch)
-        out.push_back(pack(std::span(encs.data() + i, std::min(batch, encs.size() - i))));
-    return out;
+    return packed_batches(make_batches(encs, {.max_sequences = batch}));
 }
 
 template <class Policy>

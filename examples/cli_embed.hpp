@@ -11,7 +11,7 @@ namespace hashee::cli {
 struct embed_options {
     std::filesystem::path model_dir, input, tsv, output, exit_table;
     std::vector<std::string> columns;
-    std::string kv = "keep";
+    std::string kv = "keep", backend = "eigen";
     int batch_size = 32;
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     int max_length = 0;
@@ -28,9 +28,9 @@ inline input_set embed_inputs(const embed_options& o) {
     return read_lines(read_stream(std::cin, "stdin"), "stdin");
 }
 
-template <class Policy>
-int embed_with(const embed_options& o, const input_set& in, const model<eigen_cpu>& m, const eigen_cpu& cpu,
-               const Policy& policy, double load_s) {
+template <class B, class Policy>
+int embed_with(const embed_options& o, const input_set& in, const model<B>& m, const B& backend, const Policy& policy,
+               double load_s) {
     const auto& tok = m.tokenizer();
     const std::size_t max_length = o.max_length > 0 ? static_cast<std::size_t>(o.max_length) : tok.options().max_length;
     output_file out(o.output);
@@ -41,28 +41,21 @@ int embed_with(const embed_options& o, const input_set& in, const model<eigen_cp
     auto last_report = clock_type::now();
     nlohmann::json line;
     const auto d = static_cast<std::size_t>(m.config().hidden_size);
-    for (std::size_t start = 0; start < n; start += bs) {
-        const std::size_t end = std::min(n, start + bs);
+    std::vector<text_input> inputs;
+    inputs.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) inputs.push_back(in.at(i));
+    const input_source source{in.source, {}};
+    const auto t_tok = clock_type::now();
+    const std::vector<input_batch> batches = m.batches(inputs, {.max_sequences = bs, .max_length = max_length}, &source);
+    encode_s += seconds_since(t_tok);
+    for (const input_batch& batch : batches) {
+        const std::size_t start = batch.inputs.front(), end = batch.inputs.back() + 1;
         const auto t0 = clock_type::now();
-        packed_batch batch;
-        for (std::size_t i = start; i < end; ++i) {
-            try {
-                const encoding e = in.second[i] ? tok.encode(in.first[i], std::string_view(*in.second[i]), max_length)
-                                                : tok.encode(in.first[i], std::nullopt, max_length);
-                batch.push_back(e.ids, e.type_ids);
-            } catch (const input_error& e) {
-                throw input_error(in.source + ", input " + std::to_string(i + 1) + ": " + e.what());
-            }
-        }
-        std::vector<float> emb;
-        try {
-            const encoder_output eo = m.encoder().forward(cpu, batch, policy);
+        std::vector<float> emb = with_input_context(batch, &source, [&] {
+            const encoder_output eo = m.encoder().forward(backend, batch.tokens, policy);
             cost += eo.cost;
-            emb = m.pooling().apply(eo);
-        } catch (const input_error& e) {
-            throw input_error(in.source + ", inputs " + std::to_string(start + 1) + " to " + std::to_string(end) +
-                              " (sequence k is input " + std::to_string(start + 1) + " + k): " + e.what());
-        }
+            return m.pooling().apply(eo);
+        });
         encode_s += seconds_since(t0);
         for (std::size_t i = start; i < end; ++i) {
             line["index"] = i;
@@ -90,15 +83,17 @@ int embed_with(const embed_options& o, const input_set& in, const model<eigen_cp
 
 inline int run_embed(const embed_options& o) {
     const input_set in = embed_inputs(o);
-    if (in.size() == 0) throw input_error(in.source + ": no input lines");
-    const eigen_cpu cpu(o.threads);
-    const auto t0 = clock_type::now();
-    const auto m = model<eigen_cpu>::load(o.model_dir, cpu);
-    const double load_s = seconds_since(t0);
-    if (o.exit_table.empty()) return embed_with(o, in, m, cpu, no_exit{}, load_s);
-    auto table = exit_table::load(o.exit_table, m.tokenizer().vocab(), m.config().num_hidden_layers);
-    return with_hash_exit(std::move(table), parse_kv_semantics(o.kv, "--kv"),
-                          [&](const auto& policy) { return embed_with(o, in, m, cpu, policy, load_s); });
+    if (in.size() == 0) throw input_error("C04", in.source + ": no input lines");
+    return with_backend(o.backend, o.threads, [&](const auto& backend) {
+        using B = std::decay_t<decltype(backend)>;
+        const auto t0 = clock_type::now();
+        const auto m = model<B>::load(o.model_dir, backend);
+        const double load_s = seconds_since(t0);
+        if (o.exit_table.empty()) return embed_with(o, in, m, backend, no_exit{}, load_s);
+        auto table = exit_table::load(o.exit_table, m.tokenizer().vocab(), m.config().num_hidden_layers);
+        return with_hash_exit(std::move(table), parse_kv_semantics(o.kv, "--kv"),
+                              [&](const auto& policy) { return embed_with(o, in, m, backend, policy, load_s); });
+    });
 }
 
 } // namespace hashee::cli

@@ -23,7 +23,7 @@ inline int run_hash_build(const hash_build_options& o) {
     hash_corpus corpus;
     const hash_kind kind = parse_hash_kind(o.policy);
     if ((needs_corpus(kind) || o.target > 0) && o.corpus.empty())
-        throw input_error("the " + o.policy + " hash" + (o.target > 0 ? " with --target" : "") +
+        throw input_error("C24", "the " + o.policy + " hash" + (o.target > 0 ? " with --target" : "") +
                           " needs --corpus TSV and --column");
     if (!o.corpus.empty()) {
         const auto t = tsv_table::load(o.corpus);
@@ -43,7 +43,7 @@ inline int run_hash_build(const hash_build_options& o) {
                                           {.corpus = &corpus.tokens, .labels = corpus.labels,
                                            .word_embeddings = m.encoder().weights().embeddings().word, .cpu = &cpu,
                                            .seed = o.seed});
-    if (o.out.empty()) throw input_error("--out is required");
+    if (o.out.empty()) throw input_error("C13", "--out is required");
     h.save(o.out, m.tokenizer().vocab());
     std::cerr << "hashee: wrote " << o.out.string() << " (" << o.policy << ", " << h.num_layers()
               << " layers); vocabulary ids per exit layer:";

@@ -9,18 +9,41 @@
 //   hashee baselines --model DIR [--elue DIR] [--tasks sst2,stsb] [--train-samples N] [--epochs E] [--heads-read mean|cls]
 //                [--out DIR]
 //
-// Errors exit with status 1 and a message naming the file and line; outputs are written
-// atomically (a temporary file renamed into place).
+// Every failure (a bad option too) exits with status 1 and prints `hashee: error: [ID] message`
+// (ids: docs/errors.md), naming the file and line; outputs are written atomically (a temporary
+// file renamed into place) and output to stdout is held until the run succeeds, so a failed run
+// leaves no partial output. --help exits 0.
 
+#include <cmath>
 #include <cstdlib>
+#include <filesystem>
+#include <new>
+#include <string_view>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 
-#include "cli_baselines.hpp"
+#include "baselines.hpp"
 #include "cli_embed.hpp"
-#include "cli_eval.hpp"
+#include "eval.hpp"
 #include "cli_hash.hpp"
+
+namespace {
+/// Rejects nan and inf, which CLI::Range lets through (every comparison with nan is false).
+const CLI::Validator finite_number(
+    [](std::string& v) -> std::string {
+        char* end = nullptr;
+        const double x = std::strtod(v.c_str(), &end);
+        if (v.empty() || *end != '\0' || !std::isfinite(x)) return "'" + v + "' is not a finite number";
+        return {};
+    },
+    "FINITE");
+
+int fail(std::string_view id, const std::string& message) {
+    std::cerr << "hashee: error: [" << id << "] " << message << '\n';
+    return 1;
+}
+} // namespace
 
 int main(int argc, char** argv) {
     using namespace hashee::cli;
@@ -37,12 +60,14 @@ int main(int argc, char** argv) {
     embed->add_option("--exit", eo.exit_table, "Exit table (from 'hashee hash build'): token-level HashEE exits");
     embed->add_option("--kv", eo.kv, "What exited tokens are to upper layers: keep (keys/values) or drop")
         ->check(CLI::IsMember({"keep", "drop"}));
-    embed->add_option("--output", eo.output, "Output file (default: stdout), written atomically");
+    embed->add_option("--output", eo.output, "Output file (default: stdout, held until the run succeeds), written atomically");
     embed->add_option("--batch-size", eo.batch_size, "Inputs per forward pass")->check(CLI::Range(1, 4096));
     embed->add_option("--threads", eo.threads, "Threads")->check(CLI::Range(1, 1024));
     embed->add_option("--max-length", eo.max_length, "Truncate to this many tokens (default: the model's)")
         ->check(CLI::Range(2, 100000));
     embed->add_flag("--quiet", eo.quiet, "No progress or summary on stderr");
+    embed->add_option("--backend", eo.backend, "eigen, thrust-omp or thrust-cpp (cuda where built by nvcc)")
+        ->check(CLI::IsMember({"eigen", "thrust-omp", "thrust-cpp", "cuda"}));
 
     hash_build_options ho;
     auto* hash = app.add_subcommand("hash", "Hash tables for HashEE");
@@ -58,7 +83,7 @@ int main(int argc, char** argv) {
     build->add_option("--buckets", ho.buckets, "Equal type-count buckets (0: one per layer), the paper's bucketing")
         ->check(CLI::Range(0, 255));
     build->add_option("--target", ho.target, "Choose buckets to meet this FLOPs speed-up on the corpus")
-        ->check(CLI::Range(1.0, 100.0))->excludes("--buckets");
+        ->check(finite_number)->check(CLI::Range(1.0, 100.0))->excludes("--buckets");
     build->add_option("--kv", ho.kv, "Key/value semantics the target is met for")->check(CLI::IsMember({"keep", "drop"}));
     build->add_option("--seed", ho.seed, "Seed (clustering, random)");
     build->add_option("--threads", ho.threads, "Threads")->check(CLI::Range(1, 1024));
@@ -73,8 +98,10 @@ int main(int argc, char** argv) {
         ->check(CLI::ExistingDirectory);
     eval->add_option("--tasks", vo.tasks, "stsb and/or sst2")->delimiter(',');
     eval->add_option("--policies", vo.policies, "Hash policies (and random_inconsistent)")->delimiter(',');
-    eval->add_option("--targets", vo.targets, "Target FLOPs speed-ups for STS-B")->delimiter(',');
-    eval->add_option("--sst2-target", vo.sst2_target, "Target FLOPs speed-up for SST-2");
+    eval->add_option("--targets", vo.targets, "Target FLOPs speed-ups for STS-B")->delimiter(',')->check(finite_number)
+        ->check(CLI::Range(1.0, 100.0));
+    eval->add_option("--sst2-target", vo.sst2_target, "Target FLOPs speed-up for SST-2")->check(finite_number)
+        ->check(CLI::Range(1.0, 100.0));
     eval->add_option("--kv", vo.kvs, "keep and/or drop")->delimiter(',');
     eval->add_option("--threads", vo.threads, "Threads")->check(CLI::Range(1, 1024));
     eval->add_option("--batch-size", vo.batch_size, "Sentences per forward pass")->check(CLI::Range(1, 4096));
@@ -92,17 +119,23 @@ int main(int argc, char** argv) {
     base->add_option("--tasks", bo.tasks, "sst2 and/or stsb")->delimiter(',');
     base->add_option("--train-samples", bo.train_samples, "Head-training budget: training examples drawn with the seed (0: all)");
     base->add_option("--epochs", bo.epochs, "Head-training budget: epochs")->check(CLI::Range(1, 1000));
-    base->add_option("--learning-rate", bo.learning_rate, "Head-training budget: AdamW learning rate")->check(CLI::Range(1e-7, 1.0));
+    base->add_option("--learning-rate", bo.learning_rate, "Head-training budget: AdamW learning rate")->check(finite_number)->check(CLI::Range(1e-7, 1.0));
     base->add_option("--heads-read", bo.heads_read, "What the pooler + linear heads and BERxiT read: mean or cls")
         ->transform(CLI::CheckedTransformer(std::map<std::string, hashee::head_input>{{"mean", hashee::head_input::mean}, {"cls", hashee::head_input::cls}}));
     base->add_option("--timing-samples", bo.timing_samples, "Dev examples timed at batch 1 and 32")->check(CLI::Range(1, 100000));
-    base->add_option("--hash-target", bo.hash_target, "HashEE's FLOPs speed-up target")->check(CLI::Range(1.0, 100.0));
+    base->add_option("--hash-target", bo.hash_target, "HashEE's FLOPs speed-up target")->check(finite_number)
+        ->check(CLI::Range(1.0, 100.0));
     base->add_option("--limit", bo.limit, "Use only the first N dev examples (quick checks)");
     base->add_option("--threads", bo.threads, "Threads")->check(CLI::Range(1, 1024));
     base->add_option("--seed", bo.seed, "Seed of head initialisation and minibatch order");
     base->add_option("--out", bo.out_dir, "Write baselines.md and plots (SVG) here");
 
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        if (e.get_exit_code() == 0) return app.exit(e); // --help
+        return fail("C13", e.what());
+    }
     try {
         if (embed->parsed()) return run_embed(eo);
         if (build->parsed()) return run_hash_build(ho);
@@ -110,9 +143,14 @@ int main(int argc, char** argv) {
         for (int i = 1; i < argc; ++i) cmd.append(" ").append(argv[i]);
         if (eval->parsed()) return run_eval(vo, cmd);
         if (base->parsed()) return run_baselines(bo, cmd);
+    } catch (const hashee::error& e) {
+        return fail(e.id().empty() ? "C22" : e.id(), e.what());
+    } catch (const std::filesystem::filesystem_error& e) {
+        return fail("C14", e.path1().string() + ": " + e.code().message());
+    } catch (const std::bad_alloc&) {
+        return fail("C23", "out of memory");
     } catch (const std::exception& e) {
-        std::cerr << "hashee: error: " << e.what() << '\n';
-        return 1;
+        return fail("C22", e.what());
     }
     return 0;
 }

@@ -9,10 +9,14 @@ bin=$1 model=$2 elue=$3 part=${4:-commands}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-expect_error() { # expect_error "message part" args...
-  local want=$1; shift
-  if "$bin" "$@" 2> "$tmp/err"; then fail "succeeded: $*"; fi
+expect_error() { # expect_error "message part or [ID]" args...: status 1, `hashee: error: [ID] ...`, no stdout
+  local want=$1 rc=0; shift
+  "$bin" "$@" > "$tmp/stdout" 2> "$tmp/err" || rc=$?
+  [ "$rc" -eq 1 ] || { cat "$tmp/err" >&2; fail "exit status $rc, not 1: $*"; }
+  grep -qE -- '^hashee: error: \[[A-Z][0-9]+\] ' "$tmp/err" || { cat "$tmp/err" >&2; fail "no 'hashee: error: [ID]' line: $*"; }
   grep -qF -- "$want" "$tmp/err" || { cat "$tmp/err" >&2; fail "message lacks '$want'"; }
+  [ -s "$tmp/stdout" ] && { head -c 300 "$tmp/stdout" >&2; fail "wrote to stdout although it failed: $*"; }
+  return 0
 }
 
 if [ "$part" = baselines ]; then
@@ -26,7 +30,7 @@ done
 for f in baselines.md baselines-sst2.svg baselines-sst2-exits.svg baselines-stsb.svg; do
   [ -s "$tmp/base/$f" ] || fail "baselines did not write $f"
 done
-expect_error "unknown task 'nope'" baselines --model "$model" --elue "$elue" --tasks nope --out "$tmp/o11"
+expect_error "[C11] unknown task 'nope'" baselines --model "$model" --elue "$elue" --tasks nope --out "$tmp/o11"
 [ -e "$tmp/o11/baselines.md" ] && fail "left a baselines report behind"
 echo "cli baselines: all checks passed"
 exit 0
@@ -124,5 +128,56 @@ for o in o12 o13 o14 o15 o16 o17; do ls "$tmp" | grep -q "^$o" && fail "left an 
 grep -q "| dense |" "$tmp/eval.md" || fail "eval printed no dense row"
 grep -q "| random_inconsistent | keep | 1.5x |" "$tmp/eval.md" || fail "eval printed no HashEE row"
 for f in hashee-results.md hashee-stsb.svg hashee-sst2.svg; do [ -s "$tmp/report/$f" ] || fail "eval did not write $f"; done
+
+# C13: option errors (unknown option, missing value, a failed check) exit 1 with the prefix; --help 0.
+"$bin" --help > /dev/null || fail "--help does not exit 0"
+"$bin" embed --help > /dev/null || fail "embed --help does not exit 0"
+expect_error "[C13]" embed --model "$model" --nope
+expect_error "[C13]" embed --model "$model" --batch-size
+expect_error "[C13]" embed --model "$model" --batch-size 0
+expect_error "[C13]" embed --model "$tmp/no-such-model"
+expect_error "[C13]" bogus
+# C13: a non-finite number fails every numeric option's check (CLI::Range lets nan through).
+expect_error "[C13]" hash build --model "$model" --policy frequency --corpus "$tmp/small.tsv" --column sentence \
+  --target nan --out "$tmp/o13"
+expect_error "[C13]" hash build --model "$model" --policy frequency --corpus "$tmp/small.tsv" --column sentence \
+  --target inf --out "$tmp/o13"
+expect_error "[C13]" eval --model "$model" --elue "$elue" --targets 1.5,nan --out "$tmp/o13"
+expect_error "[C13]" eval --model "$model" --elue "$elue" --sst2-target inf --out "$tmp/o13"
+expect_error "[C13]" baselines --model "$model" --elue "$elue" --learning-rate nan --out "$tmp/o13"
+expect_error "[C13]" baselines --model "$model" --elue "$elue" --hash-target -inf --out "$tmp/o13"
+expect_error "[C13]" embed --model "$model" --input "$tmp/in.txt" --threads nan
+# C15: eval with a bad policy or key/value name fails before running: exit 1, no report.
+expect_error "[C15] --policies: unknown policy 'nope'" eval --model "$model" --elue "$elue" --policies frequency,nope \
+  --limit 8 --out "$tmp/o15"
+expect_error "[C15]" eval --model "$model" --elue "$elue" --kv keep,maybe --limit 8 --out "$tmp/o15"
+[ -e "$tmp/o15" ] && fail "eval left a report behind"
+# C14 / E61: filesystem failures are typed errors naming the path, never a raw exception.
+expect_error "[E61] $tmp: is a directory" embed --model "$model" --input "$tmp/in.txt" --output "$tmp" --quiet
+expect_error "[E61] $tmp/no-such-dir/x.jsonl: cannot create" embed --model "$model" --input "$tmp/in.txt" \
+  --output "$tmp/no-such-dir/x.jsonl" --quiet
+expect_error "[C14] $tmp/in.txt" eval --model "$model" --elue "$elue" --tasks stsb --policies frequency --targets 1.5 \
+  --kv keep --limit 8 --out "$tmp/in.txt"
+[ -d "$tmp/no-such-dir" ] && fail "made the missing folder"
+# C12: a label out of range (1e300, 3e9, -1, nan) is a typed error naming file and line.
+for v in 1e300 3e9 -1 nan 1.5x; do
+  printf 'sentence\tlabel\na cat\t1\nthe dog\t%s\n' "$v" > "$tmp/labels.tsv"
+  expect_error "[C12] $tmp/labels.tsv:3: label '$v'" hash build --model "$model" --policy mutual_information \
+    --corpus "$tmp/labels.tsv" --column sentence --label-column label --out "$tmp/o12"
+done
+# Stdout is held until the run succeeds: a later batch that fails leaves stdout empty (expect_error checks).
+{ echo "a short line"; python3 -c 'print(" ".join(["word"] * 700))'; } > "$tmp/late.txt"
+expect_error "inputs 2 to 2" embed --model "$model" --input "$tmp/late.txt" --max-length 600 --batch-size 1 --quiet
+# --backend: the Thrust CPU systems give the same embeddings; cuda outside an nvcc build is a typed error.
+"$bin" embed --model "$model" --input "$tmp/in.txt" --backend thrust-cpp --threads 1 --quiet > "$tmp/thrust.jsonl"
+python3 - "$tmp/out.jsonl" "$tmp/thrust.jsonl" <<'PY' || fail "--backend thrust-cpp disagrees with eigen"
+import json, sys
+a = [json.loads(l)["embedding"] for l in open(sys.argv[1])]
+b = [json.loads(l)["embedding"] for l in open(sys.argv[2])]
+assert len(a) == len(b) == 2
+assert max(abs(x - y) for u, v in zip(a, b) for x, y in zip(u, v)) < 1e-4
+PY
+expect_error "[E62] backend 'cuda'" embed --model "$model" --input "$tmp/in.txt" --backend cuda --quiet
+for o in o12 o13 o15; do ls "$tmp" | grep -q "^$o" && fail "left an output file behind: $o"; done
 
 echo "cli: all checks passed"

@@ -5,7 +5,7 @@
 
 #include <hashee/core/error.hpp>
 
-#include "../examples/svg_plot.hpp"
+#include "../tools/svg_plot.hpp"
 
 #include <cmath>
 #include <cstddef>

@@ -45,11 +45,11 @@ struct hc_model {
     }
 
     void embed(const std::int32_t* ids, const std::int32_t* lengths, int batch, float* out, double* flops) const {
-        if (batch <= 0) throw input_error("hc_embed: empty batch");
+        if (batch <= 0) throw input_error("E15", "hc_embed: empty batch");
         packed_batch b;
         std::size_t at = 0;
         for (int i = 0; i < batch; ++i) {
-            if (lengths[i] <= 0) throw input_error("hc_embed: sequence " + std::to_string(i) + " has no tokens");
+            if (lengths[i] <= 0) throw input_error("E15", "hc_embed: sequence " + std::to_string(i) + " has no tokens");
             const auto n = static_cast<std::size_t>(lengths[i]);
             const std::vector<std::int32_t> types(n, 0);
             b.push_back(std::span(ids + at, n), types);

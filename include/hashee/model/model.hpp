@@ -130,6 +130,14 @@ public:
         return batch;
     }
 
+    /// Tokenises every input (truncated to o.max_length, else the tokenizer's) and cuts them into
+    /// batches (batching.hpp): at most o.max_sequences sequences and o.max_tokens tokens each,
+    /// sorted by length if asked; each batch names the inputs it holds. Errors name the input.
+    std::vector<input_batch> batches(std::span<const text_input> inputs, const batching_options& o = {},
+                                     const input_source* source = nullptr) const {
+        return make_batches(tokenizer_, inputs, o, source);
+    }
+
     /// Tokenises and runs the encoder, every token through every layer.
     encoder_output forward(const B& backend, std::span<const text_input> inputs) const {
         return encoder_.forward(backend, tokenize(inputs));

@@ -17,6 +17,9 @@
 #include <hashee/eval/metrics.hpp>
 #include <hashee/eval/probe.hpp>
 
+#include <algorithm>
+#include <cmath>
+
 #include "cli_common.hpp"
 #include "svg_plot.hpp"
 
@@ -42,6 +45,25 @@ struct eval_row {
     std::string note;  ///< why a row has no numbers
 };
 
+/// Every task, policy, key/value semantics and target is checked before anything runs: a bad one
+/// is an error (C15, C16), never a note in a report.
+inline void validate(const eval_options& o) {
+    for (const auto& t : o.tasks)
+        if (t != "stsb" && t != "sst2") throw input_error("C11", "unknown task '" + t + "' (stsb, sst2)");
+    static const std::vector<std::string> known{"frequency", "mutual_information", "clustering", "random", "random_inconsistent"};
+    for (const auto& p : o.policies)
+        if (std::ranges::find(known, p) == known.end())
+            throw input_error("C15", "--policies: unknown policy '" + p +
+                                         "' (frequency, mutual_information, clustering, random, random_inconsistent)");
+    for (const auto& kv : o.kvs)
+        if (kv != "keep" && kv != "drop") throw input_error("C15", "--kv: '" + kv + "' is neither keep nor drop");
+    std::vector<double> targets = o.targets;
+    targets.push_back(o.sst2_target);
+    for (const double x : targets)
+        if (!std::isfinite(x) || x < 1 || x > 100)
+            throw input_error("C16", "target speed-up " + std::to_string(x) + " is not a number from 1 to 100");
+}
+
 class evaluator {
 public:
     explicit evaluator(const eval_options& o)
@@ -51,7 +73,7 @@ public:
         for (const auto& t : o_.tasks) {
             if (t == "stsb") stsb();
             else if (t == "sst2") sst2();
-            else throw input_error("unknown task '" + t + "' (stsb, sst2)");
+            else throw input_error("C11", "unknown task '" + t + "' (stsb, sst2)");
         }
         return rows_;
     }
@@ -64,13 +86,10 @@ private:
     };
 
     std::vector<packed_batch> batches(const std::vector<std::string>& texts) const {
-        std::vector<packed_batch> out;
-        for (std::size_t i = 0; i < texts.size(); ++i) {
-            if (i % static_cast<std::size_t>(o_.batch_size) == 0) out.emplace_back();
-            const auto e = m_.tokenizer().encode(texts[i]);
-            out.back().push_back(e.ids, e.type_ids);
-        }
-        return out;
+        std::vector<text_input> in;
+        in.reserve(texts.size());
+        for (const auto& t : texts) in.push_back({t, std::nullopt});
+        return packed_batches(m_.batches(in, {.max_sequences = static_cast<std::size_t>(o_.batch_size)}));
     }
 
     template <class Policy>
@@ -145,6 +164,8 @@ private:
                         else
                             with_hash_exit(std::move(table), kv, measure);
                     } catch (const input_error& e) {
+                        // only a target out of the hash's reach (E24) is a note
+                        if (e.id() != "E24" && std::string_view(e.what()).find("is out of reach") == std::string_view::npos) throw;
                         row.note = e.what();
                     }
                     rows_.push_back(row);
@@ -164,10 +185,10 @@ private:
         const std::size_t n = limited(dev.size());
         std::vector<std::string> sentences;
         std::vector<double> gold;
-        const std::size_t label = dev.column("label");
+        const std::vector<double> dev_scores = read_scores(dev, "label");
         for (std::size_t i = 0; i < n; ++i) sentences.push_back(dev_in.first[i]);
         for (std::size_t i = 0; i < n; ++i) sentences.push_back(*dev_in.second[i]);
-        for (std::size_t i = 0; i < n; ++i) gold.push_back(std::stod(dev.row(i)[label]));
+        for (std::size_t i = 0; i < n; ++i) gold.push_back(dev_scores[i]);
         const auto bs = batches(sentences);
         const auto d = static_cast<std::size_t>(m_.config().hidden_size);
         sweep("STS-B", text, labelled, o_.targets, [&](const auto& policy) {
@@ -257,6 +278,8 @@ inline plot::figure quality_plot(const std::vector<eval_row>& rows, const std::s
 }
 
 inline int run_eval(const eval_options& o, const std::string& command_line) {
+    check_output_dir(o.out_dir);
+    validate(o);
     evaluator ev(o);
     const auto rows = ev.run();
     const bool has_stsb = std::ranges::any_of(rows, [](const eval_row& r) { return r.task == "STS-B"; });
@@ -264,9 +287,8 @@ inline int run_eval(const eval_options& o, const std::string& command_line) {
     std::string md;
     if (has_stsb) md += "### STS-B dev: Spearman x100 of cosine similarity\n\n" + results_markdown(rows, "STS-B", "Spearman") + "\n";
     if (has_sst2) md += "### SST-2 dev: logistic-regression probe accuracy x100\n\n" + results_markdown(rows, "SST-2", "accuracy") + "\n";
-    std::cout << md;
     if (!o.out_dir.empty()) {
-        std::filesystem::create_directories(o.out_dir);
+        make_output_dir(o.out_dir);
         char date[32];
         const std::time_t now = std::time(nullptr);
         std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
@@ -284,6 +306,7 @@ inline int run_eval(const eval_options& o, const std::string& command_line) {
         if (has_sst2) plot::write_svg(quality_plot(rows, "SST-2", "accuracy x100"), o.out_dir / "hashee-sst2.svg");
         std::cerr << "hashee eval: wrote " << (o.out_dir / "hashee-results.md").string() << "\n";
     }
+    std::cout << md; // after the files: a failed write prints no table
     return 0;
 }
 

@@ -65,7 +65,7 @@ public:
         for (const auto& t : o_.tasks) {
             if (t == "sst2") sst2();
             else if (t == "stsb") stsb();
-            else throw input_error("unknown task '" + t + "' (sst2, stsb)");
+            else throw input_error("C11", "unknown task '" + t + "' (sst2, stsb)");
         }
         return rows_;
     }
@@ -76,20 +76,17 @@ private:
         std::vector<encoding> examples;
         std::vector<float> targets;
         packed_batch all(std::size_t first, std::size_t count) const {
-            packed_batch b;
-            for (std::size_t i = first; i < std::min(examples.size(), first + count); ++i) b.push_back(examples[i].ids, examples[i].type_ids);
-            return b;
+            const std::size_t end = std::min(examples.size(), first + count);
+            return pack(std::span(examples).subspan(std::min(first, end), end - std::min(first, end)));
         }
         std::vector<packed_batch> batches(std::size_t size, std::size_t limit = 0) const {
-            std::vector<packed_batch> out;
             const std::size_t n = limit ? std::min(limit, examples.size()) : examples.size();
-            for (std::size_t i = 0; i < n; i += size) out.push_back(all(i, std::min(size, n - i)));
-            return out;
+            return packed_batches(make_batches(std::span(examples).first(n), {.max_sequences = size}));
         }
     };
 
     const linear_weights& require_pooler() const {
-        if (!m_.encoder().weights().pooler()) throw input_error("baselines: the model has no pooler to start the heads from");
+        if (!m_.encoder().weights().pooler()) throw input_error("C17", "baselines: the model has no pooler to start the heads from");
         return *m_.encoder().weights().pooler();
     }
 
@@ -111,11 +108,7 @@ private:
         split s;
         for (const std::size_t i : rows) {
             s.examples.push_back(in.second[i] ? m_.tokenizer().encode(in.first[i], *in.second[i]) : m_.tokenizer().encode(in.first[i]));
-            const std::string& v = t.row(i)[label];
-            char* end = nullptr;
-            const double y = std::strtod(v.c_str(), &end);
-            if (v.empty() || *end != '\0' || !std::isfinite(y))
-                throw format_error(t.where(t.line(i)) + ": label '" + v + "' is not a number");
+            const double y = parse_label(t, i, label, "label", !regression);
             s.targets.push_back(regression ? static_cast<float>(y) : static_cast<float>(std::lround(y)));
         }
         return s;
@@ -393,15 +386,18 @@ inline plot::figure exit_histogram_plot(const std::vector<baseline_row>& rows, c
 }
 
 inline int run_baselines(const baselines_options& o, const std::string& command_line) {
+    check_output_dir(o.out_dir);
     baselines b(o);
     const auto rows = b.run();
     const auto has = [&](const char* t) { return std::ranges::any_of(rows, [&](const baseline_row& r) { return r.task == t; }); };
     std::string md;
     if (has("SST-2")) md += "### SST-2 dev: accuracy x100\n\n" + baselines_markdown(rows, "SST-2", "accuracy") + "\n";
     if (has("STS-B")) md += "### STS-B dev: Spearman x100 (regression head)\n\n" + baselines_markdown(rows, "STS-B", "Spearman") + "\n";
-    std::cout << md;
-    if (o.out_dir.empty()) return 0;
-    std::filesystem::create_directories(o.out_dir);
+    if (o.out_dir.empty()) {
+        std::cout << md;
+        return 0;
+    }
+    make_output_dir(o.out_dir);
     char date[32];
     const std::time_t now = std::time(nullptr);
     std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
@@ -428,6 +424,7 @@ inline int run_baselines(const baselines_options& o, const std::string& command_
     }
     if (has("STS-B")) plot::write_svg(baselines_plot(rows, "STS-B", "Spearman x100"), o.out_dir / "baselines-stsb.svg");
     std::cerr << "hashee baselines: wrote " << (o.out_dir / "baselines.md").string() << "\n";
+    std::cout << md; // after the files: a failed write prints no table
     return 0;
 }
 

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include <hashee/core/detail/write_file.hpp>
 #include <hashee/core/error.hpp>
 
 namespace hashee::plot {
@@ -117,7 +118,7 @@ inline axis make_axis(double min, double max, int target = 5) {
     }
     const double span = max - min;
     if (!std::isfinite(span))
-        throw input_error(hashee::detail::located("plot", "data range too large to draw"));
+        throw input_error("C18", hashee::detail::located("plot", "data range too large to draw"));
     axis a;
     a.step = nice_step(span / target);
     const double i0 = std::floor(min / a.step + 1e-9), i1 = std::ceil(max / a.step - 1e-9);
@@ -210,7 +211,7 @@ inline void append_line(std::string& out, double x1, double y1, double x2, doubl
 inline std::string to_svg(const figure& fig) {
     using namespace detail;
     if (fig.width < 200 || fig.height < 150)
-        throw input_error(hashee::detail::located("plot::to_svg", "figure must be at least 200 x 150 pixels"));
+        throw input_error("C18", hashee::detail::located("plot::to_svg", "figure must be at least 200 x 150 pixels"));
 
     // Data range over the finite points.
     double xmin = std::numeric_limits<double>::infinity(), xmax = -xmin, ymin = xmin, ymax = -xmin;
@@ -225,7 +226,7 @@ inline std::string to_svg(const figure& fig) {
             what += " x values but ";
             what += std::to_string(s.y.size());
             what += " y values";
-            throw input_error(hashee::detail::located("plot::to_svg", what));
+            throw input_error("C18", hashee::detail::located("plot::to_svg", what));
         }
         for (std::size_t i = 0; i < s.x.size(); ++i) {
             if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
@@ -383,14 +384,10 @@ inline std::string to_svg(const figure& fig) {
     return out;
 }
 
-/// Writes to_svg(fig) to `path`. io_error when the file cannot be written.
+/// Writes to_svg(fig) to `path`, atomically. io_error (E61) when the file cannot be written.
 inline void write_svg(const figure& fig, const std::filesystem::path& path) {
     const std::string svg = to_svg(fig);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) throw io_error(hashee::detail::located(path.string(), "cannot open for writing"));
-    out.write(svg.data(), static_cast<std::streamsize>(svg.size()));
-    out.close();
-    if (!out) throw io_error(hashee::detail::located(path.string(), "write failed"));
+    hashee::detail::write_file_atomically(path, svg); // io_error E61 when it cannot be written
 }
 
 } // namespace hashee::plot
