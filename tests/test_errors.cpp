@@ -413,3 +413,12 @@ TEST_CASE("U05 U06 misuse of packed batches and encoder outputs", "[errors]") {
     CHECK_THROWS_ID_AS(out.last_hidden_state(2), usage_error, "U06");
     CHECK(out.last_hidden_state(3).size() == 3u * 384u);
 }
+
+TEST_CASE("U10 collect_layer_features asked to pool every token", "[errors]") {
+    packed_batch p;
+    p.push_back(std::vector<std::int32_t>{101, 1996, 102}, std::vector<std::int32_t>(3, 0));
+    const std::vector<packed_batch> batches{p};
+    CHECK_THROWS_ID_AS(collect_layer_features(eigen_cpu(1), real().encoder(), std::span<const packed_batch>(batches), no_exit{},
+                                              head_input::all_tokens),
+                       usage_error, "U10");
+}

@@ -128,7 +128,7 @@ double mse(const classifier_heads& heads, int layer, const synthetic& s) {
 }
 
 dense_params random_pooler(index_t d, std::uint64_t seed) {
-    std::mt19937_64 rng(seed);
+    hashee::detail::random_source rng(seed);
     return dense_params::uniform(d, d, rng);
 }
 
@@ -586,7 +586,7 @@ TEMPLATE_TEST_CASE("save then load gives back the exact parameters", "[head_trai
 
 TEST_CASE("classifier_heads load ElasticBERT's names (a pooler per layer)", "[head_training][io]") {
     const hashee::test::temp_dir dir;
-    std::mt19937_64 rng(3);
+    hashee::detail::random_source rng(3);
     std::vector<dense_params> poolers, classifiers;
     std::vector<safetensors_tensor> t;
     for (int n = 0; n < 2; ++n) {
