@@ -107,6 +107,8 @@ int main(int argc, char** argv) {
     eval->add_option("--batch-size", vo.batch_size, "Sentences per forward pass")->check(CLI::Range(1, 4096));
     eval->add_option("--limit", vo.limit, "Use only the first N examples of each split (quick checks)");
     eval->add_option("--seed", vo.seed, "Seed of the hashes and the probe");
+    eval->add_option("--backend", vo.backend, "eigen, thrust-omp or thrust-cpp (cuda where built by nvcc)")
+        ->check(CLI::IsMember({"eigen", "thrust-omp", "thrust-cpp", "cuda"}));
     eval->add_option("--out", vo.out_dir, "Write hashee-results.md and plots (SVG) here");
 
     baselines_options bo;

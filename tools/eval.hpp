@@ -36,6 +36,7 @@ struct eval_options {
     int batch_size = 32;
     std::size_t limit = 0; ///< use only this many examples of each split (0: all)
     std::uint64_t seed = 0;
+    std::string backend = "eigen";
 };
 
 struct eval_row {
@@ -64,10 +65,13 @@ inline void validate(const eval_options& o) {
             throw input_error("C16", "target speed-up " + std::to_string(x) + " is not a number from 1 to 100");
 }
 
+/// The sweep on backend B (--backend); cpu_ serves what runs on the host (the k-means of the
+/// clustering hash).
+template <class B>
 class evaluator {
 public:
-    explicit evaluator(const eval_options& o)
-        : o_(o), cpu_(o.threads), m_(model<eigen_cpu>::load(o.model_dir, cpu_)), setup_(m_.hash_setup_for()) {}
+    evaluator(const eval_options& o, const B& backend)
+        : o_(o), backend_(backend), cpu_(o.threads), m_(model<B>::load(o.model_dir, backend)), setup_(m_.hash_setup_for()) {}
 
     std::vector<eval_row> run() {
         for (const auto& t : o_.tasks) {
@@ -97,7 +101,7 @@ private:
         embedded r;
         const auto t0 = clock_type::now();
         for (const auto& b : bs) {
-            const encoder_output out = m_.encoder().forward(cpu_, b, policy);
+            const encoder_output out = m_.encoder().forward(backend_, b, policy);
             r.cost += out.cost;
             const auto e = m_.pooling().apply(out);
             r.emb.insert(r.emb.end(), e.begin(), e.end());
@@ -238,8 +242,9 @@ private:
     }
 
     eval_options o_;
+    const B& backend_;
     eigen_cpu cpu_;
-    model<eigen_cpu> m_;
+    model<B> m_;
     hash_setup setup_;
     std::vector<eval_row> rows_;
 };
@@ -280,8 +285,10 @@ inline plot::figure quality_plot(const std::vector<eval_row>& rows, const std::s
 inline int run_eval(const eval_options& o, const std::string& command_line) {
     check_output_dir(o.out_dir);
     validate(o);
-    evaluator ev(o);
-    const auto rows = ev.run();
+    const auto rows = with_backend(o.backend, o.threads, [&](const auto& backend) {
+        evaluator<std::decay_t<decltype(backend)>> ev(o, backend);
+        return ev.run();
+    });
     const bool has_stsb = std::ranges::any_of(rows, [](const eval_row& r) { return r.task == "STS-B"; });
     const bool has_sst2 = std::ranges::any_of(rows, [](const eval_row& r) { return r.task == "SST-2"; });
     std::string md;
