@@ -136,7 +136,7 @@ TEST_CASE("bad batches get a typed error that says what is wrong", "[encoder][er
 
     packed_batch p;
     const std::vector<std::int32_t> three{1, 2, 3}, two{0, 0};
-    CHECK_THROWS_AS(p.push_back(three, two), input_error);
+    CHECK_THROWS_ID_AS(p.push_back(three, two), usage_error, "U05");
 
     encoded_batch holes;
     holes.batch = 1;

@@ -724,7 +724,8 @@ TEST_CASE("wrong head layouts, missing tokens and bad options are input_errors",
         const classifier_heads c(2, random_pooler(4, 1), 1, false, 0);
         CHECK_THAT(error_of<input_error>([&] { (void)train_berxit(c, regression.features, regression.targets); }),
                    Contains("train_berxit: needs classification heads (outputs >= 2)"));
-        CHECK_THAT(error_of<input_error>([&] { (void)h.head(3); }), Contains("fastbert_heads: layer 3 is outside 1..2"));
+        CHECK_THAT(error_of<usage_error>([&] { (void)h.head(3); }), Contains("fastbert_heads: layer 3 is outside 1..2"));
+        CHECK_THROWS_ID_AS(h.head(3), usage_error, "U36");
         CHECK_THAT(error_of<input_error>([&] { (void)fastbert_heads(2, 4, 3, 0, 5, 2); }),
                    Contains("width 5 does not split into 2 attention heads"));
         const exit_predictor p(2, 4);

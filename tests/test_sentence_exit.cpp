@@ -508,7 +508,7 @@ TEST_CASE("layer features hold the rows the heads read, under a token policy too
         }
         CHECK(changed > 1e-3f); // the token policy changed the states the heads read
     }
-    CHECK_THAT(hashee::test::error_of<input_error>([&] {
+    CHECK_THAT(hashee::test::error_of<usage_error>([&] {
                    (void)collect_layer_features(f.cpu, f.m.encoder(), batches, no_exit{}, head_input::all_tokens);
                }),
                Contains("one row per sample (cls or mean); ask for every token's state with with_tokens"));

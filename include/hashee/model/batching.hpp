@@ -159,7 +159,10 @@ inline std::vector<encoding> tokenize_inputs(const wordpiece_tokenizer& tok, std
     encodings.reserve(inputs.size());
     for (std::size_t i = 0; i < inputs.size(); ++i) {
         try {
-            encodings.push_back(tok.encode(inputs[i].first, inputs[i].second, max_length));
+            const text_input& in = inputs[i];
+            // A text or a pair, each by its own call (GCC 12 sees the optional's copy as
+            // maybe-uninitialized when it is passed on as it is).
+            encodings.push_back(in.second ? tok.encode(in.first, *in.second, max_length) : tok.encode(in.first, std::nullopt, max_length));
         } catch (const input_error& e) {
             throw input_error(e.id(), (source ? source->where(i) : "input " + std::to_string(i)) + ": " + e.what());
         }
