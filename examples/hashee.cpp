@@ -129,6 +129,8 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1.0, 100.0));
     base->add_option("--limit", bo.limit, "Use only the first N dev examples (quick checks)");
     base->add_option("--threads", bo.threads, "Threads")->check(CLI::Range(1, 1024));
+    base->add_option("--backend", bo.backend, "eigen, thrust-omp or thrust-cpp (cuda where built by nvcc): what the encoder runs on")
+        ->check(CLI::IsMember({"eigen", "thrust-omp", "thrust-cpp", "cuda"}));
     base->add_option("--seed", bo.seed, "Seed of head initialisation and minibatch order");
     base->add_option("--out", bo.out_dir, "Write baselines.md and plots (SVG) here");
 

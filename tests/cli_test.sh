@@ -9,12 +9,14 @@ bin=$1 model=$2 elue=$3 part=${4:-commands}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-expect_error() { # expect_error "message part or [ID]" args...: status 1, `hashee: error: [ID] ...`, no stdout
-  local want=$1 rc=0; shift
+expect_error() { # expect_error "[ID]" or "[ID] message part" args...: status 1, `hashee: error: [ID] ...`, no stdout
+  local want=$1 rc=0 id text; shift
+  id=${want%%]*}]; text=${want#"$id"}; text=${text# }
   "$bin" "$@" > "$tmp/stdout" 2> "$tmp/err" || rc=$?
+  [ -n "${HASHEE_CLI_ID_LOG:-}" ] && echo "$want => $(grep -oE '^hashee: error: \[[A-Z][0-9]+\]' "$tmp/err")" >> "$HASHEE_CLI_ID_LOG"
   [ "$rc" -eq 1 ] || { cat "$tmp/err" >&2; fail "exit status $rc, not 1: $*"; }
-  grep -qE -- '^hashee: error: \[[A-Z][0-9]+\] ' "$tmp/err" || { cat "$tmp/err" >&2; fail "no 'hashee: error: [ID]' line: $*"; }
-  grep -qF -- "$want" "$tmp/err" || { cat "$tmp/err" >&2; fail "message lacks '$want'"; }
+  grep -qF -- "hashee: error: $id " "$tmp/err" || { cat "$tmp/err" >&2; fail "not 'hashee: error: $id': $*"; }
+  [ -z "$text" ] || grep -qF -- "$text" "$tmp/err" || { cat "$tmp/err" >&2; fail "message lacks '$text'"; }
   [ -s "$tmp/stdout" ] && { head -c 300 "$tmp/stdout" >&2; fail "wrote to stdout although it failed: $*"; }
   return 0
 }
@@ -63,18 +65,18 @@ PY
 
 # Errors: non-zero status, a message naming the place, and no output file left behind.
 printf 'one\ttwo\tthree\n' > "$tmp/ragged.txt"
-expect_error "ragged.txt:1: expected 1 to 2" embed --model "$model" --input "$tmp/ragged.txt" --output "$tmp/o1"
+expect_error "[E18] ragged.txt:1: expected 1 to 2" embed --model "$model" --input "$tmp/ragged.txt" --output "$tmp/o1"
 printf 'ok\n\xff\xfe\n' > "$tmp/bad.txt"
-expect_error "bad.txt:2: invalid UTF-8" embed --model "$model" --input "$tmp/bad.txt" --output "$tmp/o2"
-expect_error "no column 'nope'" embed --model "$model" --tsv "$elue/SST-2/dev.tsv" --column nope --output "$tmp/o3"
+expect_error "[E17] bad.txt:2: invalid UTF-8" embed --model "$model" --input "$tmp/bad.txt" --output "$tmp/o2"
+expect_error "[E18] no column 'nope'" embed --model "$model" --tsv "$elue/SST-2/dev.tsv" --column nope --output "$tmp/o3"
 : > "$tmp/empty.txt"
-expect_error "no input lines" embed --model "$model" --input "$tmp/empty.txt" --output "$tmp/o4"
-expect_error "cannot open" embed --model "$model" --input "$tmp/missing.txt" --output "$tmp/o5"
+expect_error "[C04] no input lines" embed --model "$model" --input "$tmp/empty.txt" --output "$tmp/o4"
+expect_error "[E12] cannot open" embed --model "$model" --input "$tmp/missing.txt" --output "$tmp/o5"
 python3 -c 'print(" ".join(["word"] * 700))' > "$tmp/long.txt"
-expect_error "at most 512" embed --model "$model" --input "$tmp/long.txt" --max-length 600 --output "$tmp/o6"
+expect_error "[E13] at most 512" embed --model "$model" --input "$tmp/long.txt" --max-length 600 --output "$tmp/o6"
 mkdir "$tmp/badmodel"; cp "$model/config.json" "$model/vocab.txt" "$tmp/badmodel/"
 head -c 1000 "$model/model.safetensors" > "$tmp/badmodel/model.safetensors"
-expect_error "model.safetensors" embed --model "$tmp/badmodel" --input "$tmp/in.txt" --output "$tmp/o7"
+expect_error "[E01] model.safetensors" embed --model "$tmp/badmodel" --input "$tmp/in.txt" --output "$tmp/o7"
 for o in o1 o2 o3 o4 o5 o6 o7; do
   ls "$tmp" | grep -q "^$o" && fail "left an output file behind: $o"
 done
@@ -95,27 +97,27 @@ grep -q "FLOPs speed-up" "$tmp/embed.err" || fail "embed --exit does not report 
 "$bin" hash build --model "$model" --policy clustering --buckets 3 --seed 1 --out "$tmp/clu.json" 2> /dev/null
 "$bin" hash build --model "$model" --policy mutual_information --corpus "$tmp/small.tsv" --column sentence \
   --label-column label --out "$tmp/mi.json" 2> /dev/null
-expect_error "needs labels" hash build --model "$model" --policy mutual_information --corpus "$tmp/small.tsv" \
+expect_error "[C08] needs labels" hash build --model "$model" --policy mutual_information --corpus "$tmp/small.tsv" \
   --column sentence --out "$tmp/o8"
 echo '{"format": "hashee-exit-table", "version": 9}' > "$tmp/bad.json"
-expect_error "bad.json: unsupported version 9" embed --model "$model" --input "$tmp/in.txt" --exit "$tmp/bad.json" \
+expect_error "[E23] bad.json: unsupported version 9" embed --model "$model" --input "$tmp/in.txt" --exit "$tmp/bad.json" \
   --output "$tmp/o9"
-expect_error "out of reach" hash build --model "$model" --policy frequency --corpus "$tmp/small.tsv" --column sentence \
+expect_error "[E24] out of reach" hash build --model "$model" --policy frequency --corpus "$tmp/small.tsv" --column sentence \
   --target 30 --out "$tmp/o10"
 for o in o8 o9 o10; do ls "$tmp" | grep -q "^$o" && fail "left an output file behind: $o"; done
 # A corpus without text (no rows, or only empty texts) is refused alike by every hash that reads it.
 printf 'sentence\tlabel\n' > "$tmp/header_only.tsv"
 printf 'sentence\tlabel\n\t0\n\t1\n' > "$tmp/blank.tsv"
 : > "$tmp/empty.tsv"
-expect_error "frequency_hash: the corpus is empty" hash build --model "$model" --policy frequency \
+expect_error "[E70] frequency_hash: the corpus is empty" hash build --model "$model" --policy frequency \
   --corpus "$tmp/header_only.tsv" --column sentence --out "$tmp/o12"
-expect_error "frequency_hash: the corpus holds no token besides the special tokens" hash build --model "$model" \
+expect_error "[E70] frequency_hash: the corpus holds no token besides the special tokens" hash build --model "$model" \
   --policy frequency --corpus "$tmp/blank.tsv" --column sentence --out "$tmp/o13"
-expect_error "mutual_information_hash: the corpus holds no token besides" hash build --model "$model" \
+expect_error "[E70] mutual_information_hash: the corpus holds no token besides" hash build --model "$model" \
   --policy mutual_information --corpus "$tmp/blank.tsv" --column sentence --label-column label --out "$tmp/o14"
-expect_error "target_speedup: the corpus holds no token besides" hash build --model "$model" --policy random \
+expect_error "[E70] target_speedup: the corpus holds no token besides" hash build --model "$model" --policy random \
   --corpus "$tmp/blank.tsv" --column sentence --target 1.5 --out "$tmp/o15"
-expect_error "empty.tsv" hash build --model "$model" --policy frequency --corpus "$tmp/empty.tsv" --column sentence \
+expect_error "[E18] empty.tsv" hash build --model "$model" --policy frequency --corpus "$tmp/empty.tsv" --column sentence \
   --out "$tmp/o16"
 # A label that would ask for a billion classes is refused before anything is allocated.
 printf 'sentence\tlabel\na cat\t0\na dog\t1000000000\n' > "$tmp/huge_label.tsv"
@@ -167,7 +169,7 @@ for v in 1e300 3e9 -1 nan 1.5x; do
 done
 # Stdout is held until the run succeeds: a later batch that fails leaves stdout empty (expect_error checks).
 { echo "a short line"; python3 -c 'print(" ".join(["word"] * 700))'; } > "$tmp/late.txt"
-expect_error "inputs 2 to 2" embed --model "$model" --input "$tmp/late.txt" --max-length 600 --batch-size 1 --quiet
+expect_error "[E13] inputs 2 to 2" embed --model "$model" --input "$tmp/late.txt" --max-length 600 --batch-size 1 --quiet
 # --backend: the Thrust CPU systems give the same embeddings; cuda outside an nvcc build is a typed error.
 "$bin" embed --model "$model" --input "$tmp/in.txt" --backend thrust-cpp --threads 1 --quiet > "$tmp/thrust.jsonl"
 python3 - "$tmp/out.jsonl" "$tmp/thrust.jsonl" <<'PY' || fail "--backend thrust-cpp disagrees with eigen"

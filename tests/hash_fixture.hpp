@@ -5,6 +5,7 @@
 
 #include <type_traits>
 
+#include <hashee/core/detail/random.hpp>
 #include <hashee/hashee.hpp>
 
 #include "test_support.hpp"
@@ -21,11 +22,12 @@ struct hash_fixture {
 
     hash_fixture() {
         const auto train = tsv_table::load(elue_dir() / "SST-2" / "train.tsv");
+        std::vector<text_input> texts;
         for (std::size_t i = 0; i < train.size(); ++i) {
-            const auto e = m.tokenizer().encode(train.row(i)[0]);
-            corpus.push_back(e.ids, e.type_ids);
+            texts.push_back({train.row(i)[0], std::nullopt});
             labels.push_back(std::stoi(train.row(i)[1]));
         }
+        corpus = m.tokenize(texts);
         const auto d = tsv_table::load(elue_dir() / "SST-2" / "dev.tsv");
         for (std::size_t i = 0; i < d.size(); ++i) dev.push_back(d.row(i)[0]);
     }
@@ -34,12 +36,9 @@ struct hash_fixture {
         return f;
     }
     packed_batch dev_batch(std::size_t first, std::size_t count) const {
-        packed_batch b;
-        for (std::size_t i = first; i < first + count; ++i) {
-            const auto e = m.tokenizer().encode(dev[i % dev.size()]);
-            b.push_back(e.ids, e.type_ids);
-        }
-        return b;
+        std::vector<text_input> texts;
+        for (std::size_t i = first; i < first + count; ++i) texts.push_back({dev[i % dev.size()], std::nullopt});
+        return m.tokenize(texts);
     }
 };
 
@@ -70,8 +69,8 @@ struct random_inconsistent_factory {
 struct fully_random_table_factory {
     static exit_table make(const hash_fixture& f) {
         exit_table t(f.setup.vocab_size, f.setup.num_layers, "fully_random");
-        std::mt19937 rng(3);
-        for (std::int32_t id = 0; id < t.vocab_size(); ++id) t.set(id, 1 + static_cast<int>(rng() % t.num_layers()));
+        hashee::detail::random_source rng(3);
+        for (std::int32_t id = 0; id < t.vocab_size(); ++id) t.set(id, 1 + static_cast<int>(rng.below(static_cast<std::uint64_t>(t.num_layers()))));
         return t;
     }
 };

@@ -3,12 +3,12 @@
 
 #include <cmath>
 #include <numeric>
-#include <random>
 #include <set>
 #include <mutex>
 
 #include <catch2/catch.hpp>
 
+#include <hashee/core/detail/random.hpp>
 #include <hashee/backend/backend.hpp>
 #include <hashee/core/error.hpp>
 
@@ -21,10 +21,9 @@ using hashee::test::to_host;
 
 namespace {
 
-std::vector<float> random_vector(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
-    std::normal_distribution<float> dist(0.0f, scale);
+std::vector<float> random_vector(std::size_t n, hashee::detail::random_source& rng, float scale = 1.0f) {
     std::vector<float> v(n);
-    for (float& x : v) x = dist(rng);
+    for (float& x : v) x = static_cast<float>(rng.normal(0.0, scale));
     return v;
 }
 
@@ -48,7 +47,7 @@ TEMPLATE_LIST_TEST_CASE("linear computes x W^T + bias and its epilogue", "[backe
         {{1, 8, 5}, {3, 384, 384}, {17, 64, 48}, {64, 384, 1536}, {300, 96, 384}, {1000, 32, 24}, {1, 1536, 384}}));
     const auto e = GENERATE(epilogue::none, epilogue::gelu, epilogue::tanh);
     CAPTURE(threads, n, in, out, static_cast<int>(e));
-    std::mt19937 rng(static_cast<unsigned>(n * 131 + in * 7 + out));
+    hashee::detail::random_source rng(static_cast<std::uint64_t>(n * 131 + in * 7 + out));
     const auto x = random_vector(n * in, rng), w = random_vector(out * in, rng, 0.1f), bias = random_vector(out, rng);
     const auto xd = to_device(b, x), wd = to_device(b, w), bd = to_device(b, bias);
     auto yd = b.template allocate<float>(n * out);
@@ -68,7 +67,7 @@ TEMPLATE_LIST_TEST_CASE("linear computes x W^T + bias and its epilogue", "[backe
 
 TEMPLATE_LIST_TEST_CASE("linear writes strided column blocks and rejects misfit shapes", "[backend]", all_backends) {
     const auto b = test::make_backend<TestType>(2);
-    std::mt19937 rng(3);
+    hashee::detail::random_source rng(3);
     const index_t n = 300, in = 16, out = 24, ld = 36; // large enough to be split in row blocks
     const auto x = random_vector(n * in, rng), w = random_vector(out * in, rng);
     const auto xd = to_device(b, x), wd = to_device(b, w);
@@ -102,7 +101,7 @@ TEMPLATE_LIST_TEST_CASE("attention over a ragged packed batch, queries a subset 
     // Three sequences with 5, 1 and 9 keys; 3, 1 and 0 queries (a sequence may have none).
     const std::vector<std::int32_t> kv_off{0, 5, 6, 15}, q_off{0, 3, 4, 4};
     const index_t nk = 15, nq = 4;
-    std::mt19937 rng(static_cast<unsigned>(heads));
+    hashee::detail::random_source rng(static_cast<std::uint64_t>(heads));
     const auto q = random_vector(nq * d, rng), k = random_vector(nk * d, rng), v = random_vector(nk * d, rng);
     const auto qd = to_device(b, q), kd = to_device(b, k), vd = to_device(b, v);
     const auto qo = to_device(b, q_off), ko = to_device(b, kv_off);
@@ -144,7 +143,7 @@ TEMPLATE_LIST_TEST_CASE("embed sums three tables and normalises; add_layer_norm 
     const auto b = test::make_backend<TestType>(GENERATE(1, 2));
     const index_t d = 40, vocab = 11, positions = 7, types = 2, n = 19;
     const float eps = 1e-12f;
-    std::mt19937 rng(5);
+    hashee::detail::random_source rng(5);
     const auto word = random_vector(vocab * d, rng), pos = random_vector(positions * d, rng),
                type = random_vector(types * d, rng), g = random_vector(d, rng), beta = random_vector(d, rng);
     std::vector<std::int32_t> ids(n), tids(n), pids(n);
@@ -207,10 +206,10 @@ TEMPLATE_LIST_TEST_CASE("scatter_rows puts rows back by index and leaves the oth
 
 TEMPLATE_LIST_TEST_CASE("select_rows lists the rows still active, in order (a stream compaction)", "[backend]", all_backends) {
     const auto b = test::make_backend<TestType>(2);
-    std::mt19937 rng(5);
+    hashee::detail::random_source rng(5);
     for (const index_t n : {index_t{1}, index_t{7}, index_t{1000}, index_t{20000}}) {
         std::vector<std::int32_t> exits(static_cast<std::size_t>(n));
-        for (auto& e : exits) e = 1 + static_cast<std::int32_t>(rng() % 6);
+        for (auto& e : exits) e = 1 + static_cast<std::int32_t>(rng.below(6));
         const auto ed = to_device(b, exits);
         auto rd = b.template allocate<std::int32_t>(n);
         for (int layer = 1; layer <= 7; ++layer) {
@@ -255,7 +254,7 @@ TEST_CASE("fp16 and bf16 GEMMs accumulate in fp32 within their stated tolerances
         GENERATE(table<gemm_precision, double>({{gemm_precision::fp16, 5e-3}, {gemm_precision::bf16, 4e-2}}));
     const thrust_backend<thrust_cuda> b(1, precision);
     const auto [n, in, out] = GENERATE(table<index_t, index_t, index_t>({{1, 384, 384}, {64, 384, 1536}, {300, 1536, 384}}));
-    std::mt19937 rng(static_cast<unsigned>(n + in));
+    hashee::detail::random_source rng(static_cast<std::uint64_t>(n + in));
     const auto x = random_vector(n * in, rng), w = random_vector(out * in, rng, 0.1f), bias = random_vector(out, rng);
     const auto xd = to_device(b, x), wd = to_device(b, w), bd = to_device(b, bias);
     auto yd = b.template allocate<float>(n * out);

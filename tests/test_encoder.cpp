@@ -40,12 +40,9 @@ float max_abs_diff(const float* a, const float* b, index_t n) {
 }
 
 packed_batch batch_of(const std::vector<std::size_t>& which) {
-    packed_batch b;
-    for (std::size_t i : which) {
-        const auto e = real_model().tokenizer().encode(sentences()[i]);
-        b.push_back(e.ids, e.type_ids);
-    }
-    return b;
+    std::vector<text_input> texts;
+    for (std::size_t i : which) texts.push_back({sentences()[i], std::nullopt});
+    return real_model().tokenize(texts);
 }
 
 } // namespace

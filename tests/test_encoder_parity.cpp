@@ -7,11 +7,11 @@
 #include <cmath>
 #include <fstream>
 #include <numeric>
-#include <random>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <hashee/core/detail/random.hpp>
 #include <hashee/hashee.hpp>
 
 #include "backends.hpp"
@@ -130,8 +130,8 @@ TEMPLATE_LIST_TEST_CASE("encoder matches transformers on all-MiniLM-L6-v2 in mix
     const goldens& g = goldens::get();
     std::vector<std::size_t> order(g.inputs.size());
     std::iota(order.begin(), order.end(), 0);
-    std::mt19937 rng(7);
-    std::shuffle(order.begin(), order.end(), rng);
+    hashee::detail::random_source rng(7);
+    rng.shuffle(order);
     const int threads = GENERATE(filter([](int t) { return !test::under_sanitizer || t == 2; }, values({1, 2})));
     const auto backend = test::make_backend<TestType>(threads);
     SECTION("one batch of everything") { check_batches(backend, order, {order.size()}); }

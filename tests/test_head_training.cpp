@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <hashee/core/detail/random.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/exit/exit_heads.hpp>
 #include <hashee/exit/fastbert_heads.hpp>
@@ -20,7 +21,6 @@
 #include <initializer_list>
 #include <limits>
 #include <numeric>
-#include <random>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -51,8 +51,8 @@ struct synthetic {
 /// layer l is (l / L) * 2 * mean + N(0, 1): the class is a linear function of the state, more
 /// clearly at deeper layers. [CLS] is token 0.
 synthetic make_synthetic(index_t S, int L, index_t d, index_t C, std::uint64_t seed, bool with_tokens) {
-    std::mt19937_64 fixed(99), rng(seed);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
+    hashee::detail::random_source fixed(99), rng(seed);
+    auto normal = [](hashee::detail::random_source& r) { return static_cast<float>(r.normal()); };
     const auto dim = static_cast<std::size_t>(d);
     std::vector<std::vector<float>> mu(static_cast<std::size_t>(std::max<index_t>(C, 1)), std::vector<float>(dim));
     for (auto& m : mu)
@@ -63,9 +63,9 @@ synthetic make_synthetic(index_t S, int L, index_t d, index_t C, std::uint64_t s
     f.hidden = d;
     std::vector<std::vector<float>> mean(static_cast<std::size_t>(S));
     for (index_t i = 0; i < S; ++i) {
-        f.offsets.push_back(f.offsets.back() + 2 + static_cast<std::int32_t>(rng() % 5));
+        f.offsets.push_back(f.offsets.back() + 2 + static_cast<std::int32_t>(rng.below(5)));
         if (C >= 2) {
-            const auto c = static_cast<std::size_t>(rng() % static_cast<std::uint64_t>(C));
+            const auto c = static_cast<std::size_t>(rng.below(static_cast<std::uint64_t>(C)));
             s.targets.push_back(static_cast<float>(c));
             mean[static_cast<std::size_t>(i)] = mu[c];
         } else {
@@ -161,8 +161,8 @@ std::vector<float> parameters(const exit_predictor& p) {
 // ---- Gradient-check problems: tiny shapes, random parameters, in double ----
 
 struct problem_base {
-    std::mt19937_64 rng{7};
-    double uniform(double bound) { return (static_cast<double>(rng() >> 11) * 0x1.0p-53 * 2.0 - 1.0) * bound; }
+    hashee::detail::random_source rng{7};
+    double uniform(double bound) { return rng.uniform(-bound, bound); }
     matd random_rows(index_t r, index_t c, double bound) {
         matd m(r, c);
         for (index_t i = 0; i < r; ++i)
@@ -414,14 +414,14 @@ namespace {
 /// probability 0.3 (layer 1) or 0.1 (layer 2) it points the other way and then h_1 > 0.6
 /// (else h_1 < 0.4): head l is right exactly when h_1 < 0.5.
 synthetic berxit_data(index_t S, std::uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    auto u = [&](double a, double b) { return static_cast<float>(a + (b - a) * static_cast<double>(rng() >> 11) * 0x1.0p-53); };
+    hashee::detail::random_source rng(seed);
+    auto u = [&](double a, double b) { return static_cast<float>(rng.uniform(a, b)); };
     synthetic s;
     s.features.num_layers = 2;
     s.features.hidden = 4;
     for (index_t i = 0; i < S; ++i) {
         s.features.offsets.push_back(s.features.offsets.back() + 1);
-        s.targets.push_back(static_cast<float>(rng() % 2));
+        s.targets.push_back(static_cast<float>(rng.below(2)));
     }
     for (int l = 1; l <= 2; ++l)
         for (index_t i = 0; i < S; ++i) {
@@ -701,7 +701,7 @@ TEMPLATE_TEST_CASE("bad targets and features are input_errors that say what is w
     CHECK_THAT(msg, Contains("the heads have 3 layers, the features 2"));
 }
 
-TEST_CASE("wrong head layouts, missing tokens and bad options are input_errors", "[head_training][errors]") {
+TEST_CASE("wrong head layouts, missing tokens and bad options are typed errors", "[head_training][errors]") {
     const synthetic s = make_synthetic(6, 2, 4, 3, 1, false);
     const synthetic regression = make_synthetic(6, 2, 4, 1, 1, true);
     {
@@ -726,8 +726,9 @@ TEST_CASE("wrong head layouts, missing tokens and bad options are input_errors",
                    Contains("train_berxit: needs classification heads (outputs >= 2)"));
         CHECK_THAT(error_of<usage_error>([&] { (void)h.head(3); }), Contains("fastbert_heads: layer 3 is outside 1..2"));
         CHECK_THROWS_ID_AS(h.head(3), usage_error, "U36");
-        CHECK_THAT(error_of<input_error>([&] { (void)fastbert_heads(2, 4, 3, 0, 5, 2); }),
+        CHECK_THAT(error_of<usage_error>([&] { (void)fastbert_heads(2, 4, 3, 0, 5, 2); }),
                    Contains("width 5 does not split into 2 attention heads"));
+        CHECK_THROWS_ID_AS((void)fastbert_heads(2, 4, 3, 0, 5, 2), usage_error, "U35");
         const exit_predictor p(2, 4);
         CHECK_THROWS_ID_AS(p.confidence(0, std::vector<float>(4)), usage_error, "U08");
         CHECK_THAT(error_of<usage_error>([&] { (void)p.confidence(0, std::vector<float>(4)); }),

@@ -5,12 +5,12 @@
 #include <cmath>
 #include <limits>
 #include <map>
-#include <random>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include <hashee/core/detail/random.hpp>
 #include <hashee/backend/eigen_cpu.hpp>
 #include <hashee/hash/kmeans.hpp>
 #include <hashee/io/safetensors.hpp>
@@ -33,13 +33,12 @@ blobs make_blobs(int clusters, int per_cluster, index_t dim, float spread, float
     blobs b;
     b.rows = static_cast<index_t>(clusters) * per_cluster;
     b.dim = dim;
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> noise(0.f, sigma);
+    hashee::detail::random_source rng(seed);
     for (int i = 0; i < per_cluster; ++i) {
         for (int c = 0; c < clusters; ++c) { // interleaved, so labels are not contiguous
             for (index_t j = 0; j < dim; ++j) {
                 const float centre = (j == c % dim ? spread : 0.f) + (j == (c + 1) % dim ? 0.5f * spread * float(c / dim) : 0.f);
-                b.data.push_back(centre + noise(rng));
+                b.data.push_back(centre + static_cast<float>(rng.normal(0.0, sigma)));
             }
             b.label.push_back(c);
         }
@@ -48,10 +47,9 @@ blobs make_blobs(int clusters, int per_cluster, index_t dim, float spread, float
 }
 
 std::vector<float> uniform_data(index_t rows, index_t dim, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    hashee::detail::random_source rng(seed);
     std::vector<float> v(static_cast<std::size_t>(rows * dim));
-    for (auto& x : v) x = u(rng);
+    for (auto& x : v) x = static_cast<float>(rng.uniform(-1.0, 1.0));
     return v;
 }
 

@@ -6,6 +6,7 @@
 
 #include "test_support.hpp"
 
+#include <hashee/core/detail/random.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
 #include <hashee/eval/metrics.hpp>
@@ -13,7 +14,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <vector>
 
 using namespace hashee;
@@ -32,12 +32,12 @@ struct dataset {
 /// Uniform in [-1, 1]^2, label = [x0 + 2 x1 > 0.3], points within 0.05 of the boundary dropped;
 /// a third, constant feature (std 0) rides along.
 dataset separable(std::size_t n, std::uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    hashee::detail::random_source rng(seed);
+    auto u = [&] { return static_cast<float>(rng.uniform(-1.0, 1.0)); };
     dataset d;
     d.dim = 3;
     while (d.y.size() < n) {
-        const float a = u(rng), b = u(rng);
+        const float a = u(), b = u();
         const float m = a + 2.0f * b - 0.3f;
         if (std::abs(m) < 0.05f) continue;
         d.x.insert(d.x.end(), {a, b, 7.0f});
@@ -49,8 +49,7 @@ dataset separable(std::size_t n, std::uint64_t seed) {
 /// Three isotropic Gaussian blobs (std 1) in 4-D, centres 4.5 apart (Bayes accuracy about
 /// 0.97), with an offset and scale per feature so that standardisation matters.
 dataset blobs(std::size_t per_class, std::uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> g(0.0f, 1.0f);
+    hashee::detail::random_source rng(seed);
     const float centres[3][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {4.5f, 0.0f, 0.0f, 0.0f}, {0.0f, 4.5f, 0.0f, 0.0f}};
     const float scale[4] = {10.0f, 0.1f, 1.0f, 100.0f};
     const float offset[4] = {50.0f, -3.0f, 0.0f, 1000.0f};
@@ -58,7 +57,7 @@ dataset blobs(std::size_t per_class, std::uint64_t seed) {
     d.dim = 4;
     for (std::size_t i = 0; i < per_class; ++i)
         for (int c = 0; c < 3; ++c) {
-            for (int j = 0; j < 4; ++j) d.x.push_back((centres[c][j] + g(rng)) * scale[j] + offset[j]);
+            for (int j = 0; j < 4; ++j) d.x.push_back((centres[c][j] + static_cast<float>(rng.normal())) * scale[j] + offset[j]);
             d.y.push_back(c);
         }
     return d;

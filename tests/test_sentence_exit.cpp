@@ -41,10 +41,9 @@ struct sentence_fixture {
     sentence_fixture() {
         const auto dev = tsv_table::load(test::elue_dir() / "SST-2" / "dev.tsv");
         const std::size_t samples = test::under_sanitizer ? 16 : 48;
-        for (std::size_t i = 0; i < samples; ++i) {
-            const auto e = m.tokenizer().encode(dev.row(i * 7)[0]);
-            batch.push_back(e.ids, e.type_ids);
-        }
+        std::vector<text_input> texts;
+        for (std::size_t i = 0; i < samples; ++i) texts.push_back({dev.row(i * 7)[0], std::nullopt});
+        batch = m.tokenize(texts);
         centre(regression_heads);
         for (head_set* hs : {&cls_heads, &mean_heads}) {
             centre(hs->heads);

@@ -46,6 +46,7 @@ struct baselines_options {
     std::size_t limit = 0;             ///< use only this many dev examples (0: all; quick checks)
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     std::uint64_t seed = 0;
+    std::string backend = "eigen";     ///< what the encoder runs on (--backend); the heads run on the host
 };
 
 struct baseline_row {
@@ -55,11 +56,13 @@ struct baseline_row {
     std::string note;
 };
 
+/// The sweep on backend B (--backend).
+template <backend B>
 class baselines {
 public:
-    explicit baselines(const baselines_options& o)
-        : o_(o), cpu_(o.threads), m_(model<eigen_cpu>::load(o.model_dir, cpu_)), L_(m_.config().num_hidden_layers),
-          pooler_(dense_params::copy_of(cpu_, require_pooler())) {}
+    baselines(const baselines_options& o, const B& backend)
+        : o_(o), backend_(backend), m_(model<B>::load(o.model_dir, backend_)), L_(m_.config().num_hidden_layers),
+          pooler_(dense_params::copy_of(backend_, require_pooler())) {}
 
     std::vector<baseline_row> run() {
         for (const auto& t : o_.tasks) {
@@ -120,7 +123,7 @@ private:
 
     template <token_exit_policy P>
     layer_features features(const split& train, const P& token_policy, bool with_tokens) const {
-        return collect_layer_features(cpu_, m_.encoder(), train.batches(64), token_policy, o_.heads_read, with_tokens);
+        return collect_layer_features(backend_, m_.encoder(), train.batches(64), token_policy, o_.heads_read, with_tokens);
     }
 
     /// Seconds to run `f` on every batch.
@@ -172,7 +175,7 @@ private:
         forward_cost cost;
         row.histogram.assign(static_cast<std::size_t>(L_), 0.0);
         for (const auto& b : dev.batches(32)) {
-            const classifier_output out = classify(m_.encoder(), cpu_, b, heads, policy);
+            const classifier_output out = classify(m_.encoder(), backend_, b, heads, policy);
             outputs.insert(outputs.end(), out.logits.begin(), out.logits.end());
             cost += out.cost;
             for (const auto e : out.exit_layers) row.histogram[static_cast<std::size_t>(e - 1)] += 1.0;
@@ -182,8 +185,8 @@ private:
         row.quality = quality(dev, outputs, heads.outputs());
         row.flops_speedup = cost.flops_speedup();
         std::tie(row.wall_b1, row.wall_b32) = wall_speedups(
-            dev, [&](const packed_batch& b) { (void)classify(m_.encoder(), cpu_, b, dense_heads, no_exit{}); },
-            [&](const packed_batch& b) { (void)classify(m_.encoder(), cpu_, b, heads, policy); });
+            dev, [&](const packed_batch& b) { (void)classify(m_.encoder(), backend_, b, dense_heads, no_exit{}); },
+            [&](const packed_batch& b) { (void)classify(m_.encoder(), backend_, b, heads, policy); });
         add(std::move(row));
     }
 
@@ -252,7 +255,7 @@ private:
             auto embed = [&](const std::vector<packed_batch>& bs, forward_cost* cost) {
                 std::vector<float> emb;
                 for (const auto& b : bs) {
-                    const encoder_output out = m_.encoder().forward(cpu_, b, hashee);
+                    const encoder_output out = m_.encoder().forward(backend_, b, hashee);
                     if (cost) *cost += out.cost;
                     const auto e = m_.pooling().apply(out);
                     emb.insert(emb.end(), e.begin(), e.end());
@@ -273,9 +276,9 @@ private:
             row.layers_per_token = cost.average_layers();
             row.note = "token-level exits only";
             std::tie(row.wall_b1, row.wall_b32) = wall_speedups(
-                dev, [&](const packed_batch& b) { (void)classify(m_.encoder(), cpu_, b, deebert, no_exit{}); },
+                dev, [&](const packed_batch& b) { (void)classify(m_.encoder(), backend_, b, deebert, no_exit{}); },
                 [&](const packed_batch& b) {
-                    const auto e = m_.pooling().apply(m_.encoder().forward(cpu_, b, hashee));
+                    const auto e = m_.pooling().apply(m_.encoder().forward(backend_, b, hashee));
                     (void)probe.predict({e.data(), b.sequences(), d});
                 });
             add(std::move(row));
@@ -323,8 +326,8 @@ private:
     }
 
     baselines_options o_;
-    eigen_cpu cpu_;
-    model<eigen_cpu> m_;
+    const B& backend_;
+    model<B> m_;
     int L_;
     dense_params pooler_;
     std::vector<baseline_row> rows_;
@@ -387,8 +390,10 @@ inline plot::figure exit_histogram_plot(const std::vector<baseline_row>& rows, c
 
 inline int run_baselines(const baselines_options& o, const std::string& command_line) {
     check_output_dir(o.out_dir);
-    baselines b(o);
-    const auto rows = b.run();
+    const auto rows = with_backend(o.backend, o.threads, [&](const auto& backend) {
+        baselines<std::decay_t<decltype(backend)>> b(o, backend);
+        return b.run();
+    });
     const auto has = [&](const char* t) { return std::ranges::any_of(rows, [&](const baseline_row& r) { return r.task == t; }); };
     std::string md;
     if (has("SST-2")) md += "### SST-2 dev: accuracy x100\n\n" + baselines_markdown(rows, "SST-2", "accuracy") + "\n";

@@ -15,9 +15,6 @@ class error : public std::runtime_error {
 public:
     /// `id`: the catalogue id (docs/errors.md); `message`: what went wrong, and where.
     error(std::string_view id, const std::string& message) : std::runtime_error(message), id_(id) {}
-    /// TRANSITIONAL (issue 13): an error without a catalogue id. Every throw site is being given
-    /// its id; this constructor is removed once none is left.
-    explicit error(const std::string& message) : std::runtime_error(message) {}
 
     /// The catalogue id, e.g. "E13".
     std::string_view id() const noexcept { return id_; }

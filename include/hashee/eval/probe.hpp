@@ -1,9 +1,9 @@
 #pragma once
 // A multinomial (softmax) logistic-regression probe, trained in C++ with AdamW on minibatches.
 // Used to measure sentence embeddings: train on train-set embeddings, report dev accuracy.
-// Single-threaded with a fixed summation order and a seeded std::mt19937_64 (with our own
-// Fisher-Yates shuffle, so the order does not depend on the standard library): the same data,
-// options and seed give bit-identical parameters.
+// Single-threaded with a fixed summation order and a seeded random_source (core/detail/random.hpp,
+// whose numbers do not depend on the standard library): the same data, options and seed give
+// bit-identical parameters.
 
 #include <algorithm>
 #include <cmath>

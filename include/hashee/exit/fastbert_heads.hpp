@@ -121,7 +121,7 @@ public:
 
     /// Fresh heads for `layers` layers of backbone width `hidden`, head width `width` split over
     /// `heads` attention heads; every layer drawn with PyTorch's nn.Linear default from one
-    /// std::mt19937_64 seeded with `seed` (layer by layer, in checkpoint order).
+    /// random_source seeded with `seed` (layer by layer, in checkpoint order).
     fastbert_heads(int layers, index_t hidden, index_t outputs, std::uint64_t seed, index_t width = 128, int heads = 2)
         : hidden_(hidden), width_(width), heads_(heads) {
         check_shape("fastbert_heads", layers, hidden, outputs, width, heads);

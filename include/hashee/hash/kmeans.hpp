@@ -31,7 +31,7 @@ struct kmeans_options {
     int restarts = 5;          ///< independent k-means++ seedings; the lowest inertia wins (>= 1)
     int max_iterations = 100;  ///< Lloyd iterations per restart (>= 0; 0 = seeding only)
     double tolerance = 1e-6;   ///< stop when |inertia change| <= tolerance * previous inertia
-    std::uint64_t seed = 0;    ///< restart r: std::mt19937_64(splitmix64(seed ^ splitmix64(r)))
+    std::uint64_t seed = 0;    ///< restart r draws from random_source(stream_seed(seed, r))
 };
 
 struct kmeans_result {
@@ -443,7 +443,7 @@ inline kmeans_result lloyd(const_matrix_view<float> rows, std::span<const float>
 
 /// k-means with k-means++ seeding and `options.restarts` restarts; the restart of lowest
 /// inertia wins (ties: the earliest). Restart r draws from
-/// std::mt19937_64(splitmix64(seed ^ splitmix64(r))). usage_error U26 when k < 1, k > rows,
+/// random_source(stream_seed(seed, r)) (core/detail/random.hpp). usage_error U26 when k < 1, k > rows,
 /// rows == 0, restarts < 1, max_iterations < 0 or tolerance < 0; input_error E75 when a value
 /// is not finite.
 inline kmeans_result kmeans(const_matrix_view<float> rows, const kmeans_options& options, const eigen_cpu& backend) {

@@ -119,15 +119,11 @@ public:
     const wordpiece_tokenizer& tokenizer() const { return tokenizer_; }
     const pooling_config& pooling() const { return pooling_; }
 
-    /// Tokenises (truncating to the tokenizer's max length) into a packed batch.
+    /// Tokenises (truncating to the tokenizer's max length) into one packed batch; an error names
+    /// the input (batching.hpp).
     packed_batch tokenize(std::span<const text_input> inputs) const {
         if (inputs.empty()) throw input_error("E15", "empty batch: no texts to encode");
-        packed_batch batch;
-        for (const text_input& in : inputs) {
-            const encoding e = in.second ? tokenizer_.encode(in.first, *in.second) : tokenizer_.encode(in.first);
-            batch.push_back(e.ids, e.type_ids);
-        }
-        return batch;
+        return pack(tokenize_inputs(tokenizer_, inputs));
     }
 
     /// Tokenises every input (truncated to o.max_length, else the tokenizer's) and cuts them into

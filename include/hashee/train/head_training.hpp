@@ -9,7 +9,7 @@
 //                    whether that layer's head is right.
 // Forward and backward passes are written out by hand in double (Eigen for the products) and
 // parameters are updated by AdamW. As in probe.hpp: single-threaded, fixed summation order, a
-// seeded std::mt19937_64 with our own Fisher-Yates shuffle, so the same inputs and options give
+// seeded random_source (core/detail/random.hpp), so the same inputs and options give
 // bit-identical parameters.
 
 #include <algorithm>
@@ -413,7 +413,7 @@ inline double fastbert_loss(const basic_fastbert_head<dense64>& h, int heads, co
 // ---- Minibatches ----
 
 /// Runs opt.epochs epochs over n samples in minibatches of opt.batch_size, in an order
-/// reshuffled each epoch (probe_shuffle with a std::mt19937_64 seeded with opt.seed).
+/// reshuffled each epoch (random_source::shuffle, seeded with opt.seed).
 /// step(batch) trains on the samples in `batch` and returns the batch-mean loss of each of
 /// its `terms`; the result is, per term and epoch, the mean over the epoch's samples.
 template <class Step>

@@ -5,6 +5,7 @@
 // standard library, on every machine and at every thread count (a stream never depends on
 // which thread draws from it).
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -47,6 +48,18 @@ public:
 
     /// Uniform double in [0, 1) from the top 53 bits of one draw.
     double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
+
+    /// Uniform double in [lo, hi).
+    double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+
+    /// Normal(mean, sigma) by Box-Muller from two draws (no cached second value, so every call
+    /// takes exactly two draws). Its bits depend on std::log, std::sqrt and std::cos: the same
+    /// with every standard library, and with every libm that rounds them correctly.
+    double normal(double mean = 0.0, double sigma = 1.0) {
+        const double u1 = 1.0 - uniform(); // (0, 1]: log never sees 0
+        const double u2 = uniform();
+        return mean + sigma * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    }
 
     /// Fisher-Yates: every permutation equally likely.
     template <class T>
