@@ -63,8 +63,11 @@ TEMPLATE_LIST_TEST_CASE("every backend's packed token exits equal its dense refe
         const auto k = r.m.encoder().forward(r.backend, p, keep), d = r.m.encoder().forward(r.backend, p, drop);
         CHECK(max_abs_diff(k.hidden, test::dense_reference(r.backend, r.m.encoder(), p, k.exits, kv_semantics::keep)) <= 1e-5f);
         CHECK(max_abs_diff(d.hidden, test::dense_reference(r.backend, r.m.encoder(), p, d.exits, kv_semantics::drop)) <= 1e-5f);
-        CHECK(max_abs_diff(k.hidden, f.m.encoder().forward(f.cpu, p, keep).hidden) <= 1e-5f);
-        CHECK(max_abs_diff(d.hidden, f.m.encoder().forward(f.cpu, p, drop).hidden) <= 1e-5f);
+        // Across backends the products sum in different orders (and with different kernels per CPU and
+        // per build: the sanitizer builds differ from the release one), so the bound is the one the
+        // encoder holds against Hugging Face, not the bit-near one of a backend against itself.
+        CHECK(max_abs_diff(k.hidden, f.m.encoder().forward(f.cpu, p, keep).hidden) <= 1e-4f);
+        CHECK(max_abs_diff(d.hidden, f.m.encoder().forward(f.cpu, p, drop).hidden) <= 1e-4f);
         CHECK(k.cost.actual.total() == f.m.encoder().forward(f.cpu, p, keep).cost.actual.total());
         CHECK(k.cost.flops_speedup() > 1.0);
     }
