@@ -1,8 +1,12 @@
-// Dense encoder throughput on the real all-MiniLM-L6-v2 next to the machine's GEMM ceiling (the
-// best single product through the same backend),
-// measured in the same run: tokens/s and achieved GFLOP/s at batch 1, 8, 32 and 64, on the
-// SST-2 dev sentences and on fixed 128-token inputs; peak resident memory and the bytes of
-// weights copied out of the checkpoint (zero: F32 weights are used in place).
+// Dense encoder throughput on the real all-MiniLM-L6-v2 against the machine's own ceiling, its
+// fp32 FMA peak (bench/machine_peak.hpp), measured in the same run: the CPU model, every FMA
+// peak the CPU has, the kernels the product library chose (a generic fallback fails the
+// benchmark), the encoder's products at its shapes and then tokens/s and achieved GFLOP/s at
+// batch 1, 8, 32 and 64 on the SST-2 dev sentences and on fixed 128-token inputs, each as a
+// fraction of the peak; peak resident memory and the bytes of weights held beside the mapped
+// checkpoint. Each figure twice: fp32 products, and bf16 ones (against the AVX512_BF16 peak
+// where the CPU has one; elsewhere the bf16 numbers come from fp32 kernels, and the kernel
+// column says so).
 //
 //   build/bench/bench_encoder [--benchmark_min_time=2]        (scripts/bench.sh runs it)
 // Environment: HASHEE_MODEL_DIR, HASHEE_ELUE_DIR, HASHEE_THREADS (default: all cores).
@@ -23,6 +27,8 @@
 
 #include <hashee/hashee.hpp>
 
+#include "machine_peak.hpp"
+
 namespace {
 
 using namespace hashee;
@@ -35,19 +41,24 @@ std::string env_or(const char* var, const char* fallback) {
 
 struct context {
     int threads;
-    eigen_cpu backend;
-    model<eigen_cpu> m;
+    eigen_cpu backend, backend16; // fp32 and bf16 products
+    model<eigen_cpu> m, m16;
     std::vector<encoding> sst2, fixed128;
-    double ceiling_flops = 0; // FLOP/s of the plain GEMM, measured first
+    double peak_flops = 0;      // the machine's fp32 FMA peak, FLOP/s, measured first
+    double peak_bf16_flops = 0; // its AVX512_BF16 dot peak; 0 where it has none
     std::map<std::string, double> results_flops, results_tokens;
+    struct product { double flops, flops16; std::string kernel, kernel16; };
+    std::vector<std::pair<std::string, product>> products; // in measuring order
 };
 
 context* ctx = nullptr;
 
-/// y = x W^T with x [m, k] and W [n, k], through the same backend.
+/// y = x W^T with x [m, k] and W [n, k], through the backend, on W as the backend prepares it
+/// at load (as the encoder runs its products).
 double measure_gemm(const eigen_cpu& b, index_t m, index_t k, index_t n, benchmark::State* state) {
     std::vector<float> x(m * k, 0.5f), w(n * k, 0.25f), y(m * n);
-    const const_matrix_view<float> xv(x.data(), m, k), wv(w.data(), n, k);
+    const const_matrix_view<float> xv(x.data(), m, k);
+    const auto wv = b.prepare_weight(const_matrix_view<float>(w.data(), n, k));
     const matrix_view<float> yv(y.data(), m, n);
     b.linear(xv, wv, {}, yv, epilogue::none); // warm-up
     const double flops = 2.0 * m * n * k;
@@ -57,6 +68,7 @@ double measure_gemm(const eigen_cpu& b, index_t m, index_t k, index_t n, benchma
             benchmark::DoNotOptimize(y.data());
         }
         state->counters["FLOP/s"] = benchmark::Counter(flops * state->iterations(), benchmark::Counter::kIsRate);
+        state->counters["of_peak"] = benchmark::Counter(flops * state->iterations() / ctx->peak_flops, benchmark::Counter::kIsRate);
         return 0;
     }
     double best = 0;
@@ -70,15 +82,27 @@ double measure_gemm(const eigen_cpu& b, index_t m, index_t k, index_t n, benchma
 
 void bm_gemm(benchmark::State& state) { measure_gemm(ctx->backend, state.range(0), state.range(1), state.range(2), &state); }
 
-/// The machine's GEMM ceiling: the best of a square 1536^3 product and the encoder's two
-/// feed-forward shapes at 4,096 rows, each a single product through the same backend.
-double gemm_ceiling(const eigen_cpu& b, const bert_config& c) {
-    const index_t d = c.hidden_size, f = c.intermediate_size;
-    return std::max({measure_gemm(b, 1536, 1536, 1536, nullptr), measure_gemm(b, 4096, d, f, nullptr),
-                     measure_gemm(b, 4096, f, d, nullptr)});
+/// The encoder's products (rows x in -> out) through the backend, each best of 10, with the
+/// kernel the product library chose for it, into c.products: the feed-forward and attention
+/// shapes at 4,096 and 1,024 rows, and at 64 and 16 rows.
+void measure_products(context& c) {
+    const index_t d = c.m.config().hidden_size, f = c.m.config().intermediate_size;
+    const index_t shapes[][3] = {{4096, d, f}, {4096, f, d}, {1024, d, d}, {1024, d, f}, {64, d, f}, {64, f, d}, {16, d, d}};
+    for (const auto& s : shapes)
+        c.products.push_back({std::to_string(s[0]) + " rows, " + std::to_string(s[1]) + " -> " + std::to_string(s[2]),
+                              {measure_gemm(c.backend, s[0], s[1], s[2], nullptr), measure_gemm(c.backend16, s[0], s[1], s[2], nullptr),
+                               c.backend.product_kernel(s[0], s[1], s[2]), c.backend16.product_kernel(s[0], s[1], s[2])}});
 }
 
-void bm_dense(benchmark::State& state, const std::vector<encoding>* inputs, std::string name) {
+/// A kernel name that says the library runs its portable fallback, not code for this CPU:
+/// BLIS's 'generic' sub-configuration, oneDNN's reference implementations ("ref:").
+bool generic_fallback(const std::string& kernel) {
+    return kernel.find("generic") != std::string::npos || kernel.find("ref:") != std::string::npos;
+}
+
+void bm_dense(benchmark::State& state, const std::vector<encoding>* inputs, std::string name, bool bf16) {
+    const model<eigen_cpu>& m = bf16 ? ctx->m16 : ctx->m;
+    const eigen_cpu& backend = bf16 ? ctx->backend16 : ctx->backend;
     const auto batch = static_cast<std::size_t>(state.range(0));
     // Consecutive batches of the input set (at most 64, whole ones where there are), cycled.
     const std::size_t whole = std::max<std::size_t>(1, std::min<std::size_t>(64, inputs->size() / batch));
@@ -94,7 +118,7 @@ void bm_dense(benchmark::State& state, const std::vector<encoding>* inputs, std:
     std::size_t next = 0;
     const auto t0 = clock_type::now();
     for (auto _ : state) {
-        const auto out = ctx->m.encoder().forward(ctx->backend, batches[next]);
+        const auto out = m.encoder().forward(backend, batches[next]);
         benchmark::DoNotOptimize(out.hidden.data());
         flops += batch_flops[next];
         tokens += static_cast<double>(batches[next].tokens());
@@ -105,9 +129,10 @@ void bm_dense(benchmark::State& state, const std::vector<encoding>* inputs, std:
     state.counters["sentences/s"] =
         benchmark::Counter(static_cast<double>(state.iterations() * batch), benchmark::Counter::kIsRate);
     state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsRate);
-    state.counters["of_ceiling"] = flops / secs / ctx->ceiling_flops;
-    ctx->results_flops[name + "/" + std::to_string(batch)] = flops / secs;
-    ctx->results_tokens[name + "/" + std::to_string(batch)] = tokens / secs;
+    state.counters["of_peak"] = flops / secs / ctx->peak_flops;
+    const std::string key = name + (bf16 ? "/bf16/" : "/fp32/") + std::to_string(batch);
+    ctx->results_flops[key] = flops / secs;
+    ctx->results_tokens[key] = tokens / secs;
 }
 
 std::vector<encoding> load_sst2(const wordpiece_tokenizer& tok, const std::filesystem::path& elue) {
@@ -146,37 +171,67 @@ int main(int argc, char** argv) {
     const std::filesystem::path elue = env_or("HASHEE_ELUE_DIR", HASHEE_BENCH_ELUE_DIR);
     const int threads = std::stoi(env_or("HASHEE_THREADS", std::to_string(std::max(1u, std::thread::hardware_concurrency())).c_str()));
     const long rss_before = peak_rss_kib();
-    eigen_cpu backend(threads);
+    eigen_cpu backend(threads), backend16(threads, gemm_precision::bf16);
     auto m = model<eigen_cpu>::load(model_dir, backend);
-    context c{threads, std::move(backend), std::move(m), {}, {}, 0, {}, {}};
+    auto m16 = model<eigen_cpu>::load(model_dir, backend16);
+    context c{threads, std::move(backend), std::move(backend16), std::move(m), std::move(m16), {}, {}, 0, 0, {}, {}, {}};
     ctx = &c;
     c.sst2 = load_sst2(c.m.tokenizer(), elue);
     c.fixed128 = make_fixed128(c.m.tokenizer(), elue);
-    c.ceiling_flops = gemm_ceiling(c.backend, c.m.config());
-    std::printf("threads %d; GEMM ceiling (best of 1536^3 and the feed-forward shapes at 4096 rows, best of 10) %.1f GFLOP/s\n",
-                threads, c.ceiling_flops / 1e9);
+    const bench::machine_peaks peaks = bench::measure_machine_peaks(threads);
+    c.peak_flops = peaks.fp32() * 1e9;
+    c.peak_bf16_flops = peaks.avx512_bf16.present() ? peaks.avx512_bf16.gflops * 1e9 : 0;
+    std::printf("CPU: %s; %d threads\nmachine peaks (register-resident loops, same run):\n", bench::cpu_model().c_str(), threads);
+    for (const bench::peak* p : {&peaks.avx512_fp32, &peaks.avx2_fp32, &peaks.avx512_bf16, &peaks.avx512_vnni})
+        std::printf("  %-22s %s\n", p->name, p->present() ? (std::to_string(static_cast<long>(p->gflops)) + " G/s").c_str() : "absent");
+    std::printf("products: %s (bf16: %s); the rest (attention, LayerNorm, GELU where not fused): %s\n",
+                c.backend.product_kernel().c_str(), c.backend16.product_kernel().c_str(), hashee::detail::eigen_simd_name().c_str());
+    if (c.peak_flops <= 0) {
+        std::fprintf(stderr, "bench_encoder: FAIL: no fp32 FMA peak could be measured (neither AVX-512 nor AVX2+FMA)\n");
+        return 1;
+    }
+    measure_products(c);
+    std::printf("\n| product (best of 10) | fp32 GFLOP/s | of fp32 peak | kernel | bf16 GFLOP/s | of bf16 peak | bf16 kernel |\n"
+                "|---|---|---|---|---|---|---|\n");
+    for (const auto& [shape, p] : c.products) {
+        const std::string of16 = c.peak_bf16_flops > 0 ? std::to_string(static_cast<int>(100 * p.flops16 / c.peak_bf16_flops)) + "%"
+                                                       : "no bf16 peak";
+        std::printf("| %s | %.1f | %.0f%% | %s | %.1f | %s | %s |\n", shape.c_str(), p.flops / 1e9, 100 * p.flops / c.peak_flops,
+                    p.kernel.c_str(), p.flops16 / 1e9, of16.c_str(), p.kernel16.c_str());
+    }
+    for (const auto& [shape, p] : c.products)
+        if (generic_fallback(p.kernel) || generic_fallback(p.kernel16)) {
+            std::fprintf(stderr, "bench_encoder: FAIL: the product library fell back to generic kernels on this CPU for %s (%s): "
+                                 "its figures measure the fallback, not the machine\n", shape.c_str(),
+                         (generic_fallback(p.kernel) ? p.kernel : p.kernel16).c_str());
+            return 1;
+        }
 
     benchmark::Initialize(&argc, argv);
     benchmark::RegisterBenchmark("gemm", bm_gemm)->Args({1536, 1536, 1536})->Args({4096, 384, 1536})->Args({4096, 1536, 384})->UseRealTime()->Unit(benchmark::kMillisecond);
-    for (int b : {1, 8, 32, 64}) {
-        benchmark::RegisterBenchmark("dense/sst2_dev/batch", bm_dense, &c.sst2, std::string("sst2_dev"))
-            ->Arg(b)->UseRealTime()->Unit(benchmark::kMillisecond);
-        benchmark::RegisterBenchmark("dense/fixed128/batch", bm_dense, &c.fixed128, std::string("fixed128"))
-            ->Arg(b)->UseRealTime()->Unit(benchmark::kMillisecond);
-    }
+    for (const bool bf16 : {false, true})
+        for (int b : {1, 8, 32, 64}) {
+            const std::string prefix = bf16 ? "dense_bf16/" : "dense/";
+            benchmark::RegisterBenchmark((prefix + "sst2_dev/batch").c_str(), bm_dense, &c.sst2, std::string("sst2_dev"), bf16)
+                ->Arg(b)->UseRealTime()->Unit(benchmark::kMillisecond);
+            benchmark::RegisterBenchmark((prefix + "fixed128/batch").c_str(), bm_dense, &c.fixed128, std::string("fixed128"), bf16)
+                ->Arg(b)->UseRealTime()->Unit(benchmark::kMillisecond);
+        }
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
 
-    std::printf("\n| input | batch | tokens/s | GFLOP/s | of GEMM ceiling |\n|---|---|---|---|---|\n");
+    std::printf("\n| input | products | batch | tokens/s | GFLOP/s | of fp32 peak |\n|---|---|---|---|---|---|\n");
     for (const auto& [key, f] : c.results_flops) {
-        const auto slash = key.find('/');
-        std::printf("| %s | %s | %.0f | %.1f | %.0f%% |\n", key.substr(0, slash).c_str(), key.substr(slash + 1).c_str(),
-                    c.results_tokens[key], f / 1e9, 100 * f / c.ceiling_flops);
+        const auto a = key.find('/'), b = key.find('/', a + 1);
+        std::printf("| %s | %s | %s | %.0f | %.1f | %.0f%% |\n", key.substr(0, a).c_str(), key.substr(a + 1, b - a - 1).c_str(),
+                    key.substr(b + 1).c_str(), c.results_tokens[key], f / 1e9, 100 * f / c.peak_flops);
     }
     const auto file_bytes = std::filesystem::file_size(model_dir / "model.safetensors");
-    std::printf("\nGEMM ceiling %.1f GFLOP/s (%d threads). Peak RSS %.1f MiB (%.1f MiB before loading); "
-                "checkpoint %.1f MiB, weight bytes copied out of it: %zu\n",
-                c.ceiling_flops / 1e9, threads, peak_rss_kib() / 1024.0, rss_before / 1024.0,
-                static_cast<double>(file_bytes) / (1 << 20), c.m.encoder().weights().owned_bytes());
+    std::printf("\nfp32 FMA peak %.1f GFLOP/s (%d threads). Peak RSS %.1f MiB (%.1f MiB before loading); "
+                "checkpoint %.1f MiB (mapped), weight bytes held beside it: %zu converted, %zu prepacked for the fp32 products "
+                "(%zu for the bf16 ones)\n",
+                c.peak_flops / 1e9, threads, peak_rss_kib() / 1024.0, rss_before / 1024.0,
+                static_cast<double>(file_bytes) / (1 << 20), c.m.encoder().weights().owned_bytes(),
+                c.m.encoder().weights().prepared_bytes(), c.m16.encoder().weights().prepared_bytes());
     return 0;
 }

@@ -71,6 +71,31 @@ if(HASHEE_REQUIRE_THRUST AND NOT HASHEE_HAS_THRUST)
   message(FATAL_ERROR "HASHEE_REQUIRE_THRUST: Thrust (CCCL: thrust/version.h under /usr/local/cuda/include/cccl "
                       "or $CUDA_PATH/include/cccl) and OpenMP are needed for the Thrust backend's tests")
 endif()
+# oneDNN (Debian: libdnnl-dev): eigen_cpu's products. Matmul primitives on weights prepacked at
+# load into the blocked layout its kernels read; oneDNN picks those kernels for the instruction
+# set at run time (AVX2, AVX-512, AVX512_BF16, AMX), so one build runs at speed on each.
+# Debian's build threads through OpenMP: hashee runs every call on one thread from its own pool
+# (omp_set_num_threads(1) in that thread, restored after), so the OpenMP library is linked (its
+# functions only, no -fopenmp). Optional: without it BLIS or Eigen does the products.
+option(HASHEE_USE_DNNL "Use oneDNN for the CPU products when it is found" ON)
+if(NOT TARGET hashee_dnnl)
+  add_library(hashee_dnnl INTERFACE IMPORTED)
+  set(HASHEE_HAS_DNNL OFF)
+  if(HASHEE_USE_DNNL)
+    find_package(dnnl CONFIG QUIET)
+    find_package(OpenMP QUIET COMPONENTS CXX)
+    if(TARGET DNNL::dnnl AND OpenMP_gomp_LIBRARY)
+      set(HASHEE_HAS_DNNL ON)
+      set_target_properties(hashee_dnnl PROPERTIES
+        INTERFACE_LINK_LIBRARIES "DNNL::dnnl;${OpenMP_gomp_LIBRARY}"
+        INTERFACE_COMPILE_DEFINITIONS "HASHEE_HAS_DNNL=1")
+    endif()
+  endif()
+endif()
+if(HASHEE_REQUIRE_DNNL AND NOT HASHEE_HAS_DNNL)
+  message(FATAL_ERROR "HASHEE_REQUIRE_DNNL: oneDNN (find_package(dnnl); Debian: apt-get install libdnnl-dev) "
+                      "and GCC's OpenMP library were not found, or HASHEE_USE_DNNL is OFF")
+endif()
 # BLIS, single-threaded (Debian: libblis-serial-dev): the CPU GEMMs (eigen_cpu's linear and the
 # Thrust CPU systems' products) go through bli_sgemm, 1.15-1.25x Eigen's products on our 2-core EPYC
 # (docs/benchmarks.md). Optional: without it Eigen does the products and HASHEE_HAS_BLIS stays

@@ -11,7 +11,7 @@ namespace hashee::cli {
 struct embed_options {
     std::filesystem::path model_dir, input, tsv, output, exit_table;
     std::vector<std::string> columns;
-    std::string kv = "keep", backend = "eigen";
+    std::string kv = "keep", backend = "eigen", precision = "fp32";
     int batch_size = 32;
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     int max_length = 0;
@@ -72,9 +72,9 @@ int embed_with(const embed_options& o, const input_set& in, const model<B>& m, c
     if (!o.quiet) {
         char buf[320];
         std::snprintf(buf, sizeof buf,
-                      "hashee: embedded %zu inputs in %.2f s: %.1f sentences/s (batch %zu, %d threads; model load %.2f s); "
+                      "hashee: embedded %zu inputs in %.2f s: %.1f sentences/s (batch %zu, %d threads, %s products; model load %.2f s); "
                       "FLOPs speed-up %.2fx, %.2f layers per token\n",
-                      n, encode_s, static_cast<double>(n) / encode_s, bs, o.threads, load_s, cost.flops_speedup(),
+                      n, encode_s, static_cast<double>(n) / encode_s, bs, o.threads, o.precision.c_str(), load_s, cost.flops_speedup(),
                       cost.average_layers());
         std::cerr << buf;
     }
@@ -84,7 +84,7 @@ int embed_with(const embed_options& o, const input_set& in, const model<B>& m, c
 inline int run_embed(const embed_options& o) {
     const input_set in = embed_inputs(o);
     if (in.size() == 0) throw input_error("C04", in.source + ": no input lines");
-    return with_backend(o.backend, o.threads, [&](const auto& backend) {
+    return with_backend(o.backend, o.threads, parse_precision(o.precision), [&](const auto& backend) {
         using B = std::decay_t<decltype(backend)>;
         const auto t0 = clock_type::now();
         const auto m = model<B>::load(o.model_dir, backend);

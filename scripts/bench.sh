@@ -7,6 +7,6 @@ model_dir=$(bash scripts/setup.sh | tail -n 1)
 build=${HASHEE_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target bench_encoder bench_hashee -j "$(nproc)"
-export HASHEE_MODEL_DIR="$model_dir" HASHEE_ELUE_DIR="${HASHEE_ELUE_DIR:-$PWD/../shared/data/elue}"
+export HASHEE_MODEL_DIR="$model_dir" HASHEE_ELUE_DIR="$(bash scripts/elue_dir.sh --require)"
 "$build/bench/bench_encoder" "$@"
 "$build/bench/bench_hashee"

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 model_dir=$(bash scripts/setup.sh | tail -n 1)
 build=${HASHEE_BUILD_DIR:-build}
-elue=${HASHEE_ELUE_DIR:-$PWD/../shared/data/elue}
+elue=$(bash scripts/elue_dir.sh --require)
 threads=${HASHEE_THREADS:-2}
 
 need=()

@@ -10,7 +10,7 @@ run_tests=OFF
 command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
 model_dir=$(bash scripts/setup.sh | tail -n 1)
 build=${HASHEE_CUDA_BUILD_DIR:-build-cuda}
-elue=${HASHEE_ELUE_DIR:-$PWD/../shared/data/elue}
+elue=$(bash scripts/elue_dir.sh)
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHASHEE_CUDA=ON -DHASHEE_CUDA_TESTS=$run_tests \
   -DHASHEE_BUILD_TESTS=ON -DHASHEE_BUILD_EXAMPLES=ON -DHASHEE_BUILD_BENCH=OFF -DHASHEE_BUILD_BUILD_CHECKS=OFF \
   -DHASHEE_REQUIRE_THRUST=ON -DHASHEE_TEST_MODEL_DIR="$model_dir" -DHASHEE_TEST_ELUE_DIR="$elue"

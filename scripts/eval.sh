@@ -14,4 +14,4 @@ model_dir=$(bash scripts/setup.sh | tail -n 1)
 build=${HASHEE_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target hashee_cli -j "$(nproc)"
-"$build/examples/hashee" "$command" --model "$model_dir" --elue "${HASHEE_ELUE_DIR:-../shared/data/elue}" --out docs "$@"
+"$build/examples/hashee" "$command" --model "$model_dir" --elue "$(bash scripts/elue_dir.sh --require)" --out docs "$@"

@@ -7,9 +7,9 @@
 # Idempotent. Environment: HASHEE_BUILD_DIR, HASHEE_ELUE_DIR, HASHEE_CACHE, HASHEE_THREADS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+elue=$(bash scripts/elue_dir.sh --require)
 model_dir=$(bash scripts/setup.sh | tail -n 1)
 build=${HASHEE_BUILD_DIR:-build}
-elue=${HASHEE_ELUE_DIR:-$PWD/../shared/data/elue}
 threads=${HASHEE_THREADS:-$(nproc)}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target hashee_cli -j "$(nproc)"

@@ -2,6 +2,7 @@
 // backend (TEMPLATE_LIST_TEST_CASE) and several thread counts.
 
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <set>
 #include <mutex>
@@ -44,14 +45,19 @@ TEMPLATE_LIST_TEST_CASE("linear computes x W^T + bias and its epilogue", "[backe
     const int threads = GENERATE(1, 2, 3);
     const auto b = test::make_backend<TestType>(threads);
     const auto [n, in, out] = GENERATE(table<index_t, index_t, index_t>(
-        {{1, 8, 5}, {3, 384, 384}, {17, 64, 48}, {64, 384, 1536}, {300, 96, 384}, {1000, 32, 24}, {1, 1536, 384}}));
+        {{1, 8, 5}, {3, 384, 384}, {17, 64, 48}, {64, 384, 1536}, {129, 384, 384}, {300, 96, 384}, {1000, 32, 24}, {1, 1536, 384}}));
     const auto e = GENERATE(epilogue::none, epilogue::gelu, epilogue::tanh);
-    CAPTURE(threads, n, in, out, static_cast<int>(e));
+    const bool prepared = GENERATE(false, true); // on W as given, or as the backend prepares it at load
+    CAPTURE(threads, n, in, out, static_cast<int>(e), prepared);
     hashee::detail::random_source rng(static_cast<std::uint64_t>(n * 131 + in * 7 + out));
     const auto x = random_vector(n * in, rng), w = random_vector(out * in, rng, 0.1f), bias = random_vector(out, rng);
     const auto xd = to_device(b, x), wd = to_device(b, w), bd = to_device(b, bias);
     auto yd = b.template allocate<float>(n * out);
-    b.linear({xd.data(), n, in}, {wd.data(), out, in}, {bd.data(), out}, {yd.data(), n, out}, e);
+    const const_matrix_view<float> wv(wd.data(), out, in);
+    if (prepared)
+        b.linear({xd.data(), n, in}, b.prepare_weight(wv), {bd.data(), out}, {yd.data(), n, out}, e);
+    else
+        b.linear({xd.data(), n, in}, wv, {bd.data(), out}, {yd.data(), n, out}, e);
     const auto y = to_host<TestType, float>(b, yd, n * out);
     double worst = 0;
     for (index_t r = 0; r < n; ++r)
@@ -226,8 +232,8 @@ TEMPLATE_LIST_TEST_CASE("select_rows lists the rows still active, in order (a st
 
 #if HASHEE_HAS_THRUST && !HASHEE_TEST_CUDA
 TEST_CASE("the Thrust CPU systems take fp32 GEMMs only and heads up to 128 wide", "[backend]") {
-    CHECK_THROWS_ID_AS(thrust_backend<thrust_omp>(1, gemm_precision::fp16), input_error, "E33");
-    CHECK_THROWS_ID_AS(thrust_backend<thrust_cpp>(1, gemm_precision::bf16), input_error, "E33");
+    CHECK_THROWS_ID_AS(thrust_backend<thrust_omp>(1, gemm_precision::fp16), input_error, "E63");
+    CHECK_THROWS_ID_AS(thrust_backend<thrust_cpp>(1, gemm_precision::bf16), input_error, "E63");
     CHECK_THROWS_ID_AS(thrust_backend<thrust_cpp>(0), input_error, "E22");
     const thrust_backend<thrust_cpp> b;
     const std::vector<std::int32_t> offsets{0, 1};
@@ -291,3 +297,70 @@ TEST_CASE("eigen_cpu runs every index exactly once and rejects a thread count be
     }
     CHECK_THROWS_ID_AS(eigen_cpu(0), input_error, "E22");
 }
+
+#if HASHEE_HAS_DNNL && !defined(HASHEE_EIGEN_GEMM)
+TEST_CASE("eigen_cpu's bf16 products: x and W rounded to bf16 (to nearest even), accumulated in fp32", "[backend]") {
+    using hashee::detail::to_bf16;
+    const auto from_bf16 = [](std::uint16_t h) {
+        const std::uint32_t u = std::uint32_t{h} << 16;
+        float f;
+        std::memcpy(&f, &u, sizeof f);
+        return double(f);
+    };
+    // Rounding: to nearest, ties to even; NaN stays NaN.
+    CHECK(to_bf16(1.0f) == 0x3f80);
+    CHECK(to_bf16(1.0f + 0x1p-8f) == 0x3f80);          // a tie, kept even
+    CHECK(to_bf16(1.0f + 3 * 0x1p-8f) == 0x3f82);      // a tie, rounded up to even
+    CHECK(to_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 0x3f81); // above the tie
+    CHECK(std::isnan(from_bf16(to_bf16(std::nanf("")))));
+    const int threads = GENERATE(1, 2);
+    const eigen_cpu b(threads, gemm_precision::bf16);
+    const auto [n, in, out] = GENERATE(table<index_t, index_t, index_t>({{1, 384, 384}, {17, 64, 48}, {64, 384, 1536}, {300, 1536, 384}}));
+    const auto e = GENERATE(epilogue::none, epilogue::gelu);
+    CAPTURE(threads, n, in, out, static_cast<int>(e));
+    hashee::detail::random_source rng(static_cast<std::uint64_t>(n * 17 + in + out));
+    const auto x = random_vector(n * in, rng), w = random_vector(out * in, rng, 0.1f), bias = random_vector(out, rng);
+    std::vector<float> y(static_cast<std::size_t>(n * out));
+    b.linear({x.data(), n, in}, b.prepare_weight({w.data(), out, in}), {bias.data(), out}, {y.data(), n, out}, e);
+    double worst = 0, worst_fp32 = 0;
+    for (index_t r = 0; r < n; ++r)
+        for (index_t c = 0; c < out; ++c) {
+            double acc = bias[c], exact = bias[c];
+            for (index_t k = 0; k < in; ++k) {
+                acc += from_bf16(to_bf16(x[r * in + k])) * from_bf16(to_bf16(w[c * in + k]));
+                exact += double(x[r * in + k]) * w[c * in + k];
+            }
+            if (e == epilogue::gelu) acc = gelu_exact(acc), exact = gelu_exact(exact);
+            worst = std::max(worst, std::abs(acc - y[r * out + c]) / (1.0 + std::abs(acc)));
+            worst_fp32 = std::max(worst_fp32, std::abs(exact - y[r * out + c]) / (1.0 + std::abs(exact)));
+        }
+    CAPTURE(worst, worst_fp32);
+    CHECK(worst < 2e-5);     // the product of the rounded inputs, to fp32 accumulation
+    CHECK(worst_fp32 > 1e-4); // and not an fp32 product: the inputs were rounded
+    // A plain W (not prepared) is an fp32 product whatever the backend's precision.
+    std::vector<float> y32(y.size());
+    b.linear({x.data(), n, in}, const_matrix_view<float>(w.data(), out, in), {bias.data(), out}, {y32.data(), n, out}, e);
+    double worst_plain = 0;
+    for (index_t r = 0; r < n; ++r)
+        for (index_t c = 0; c < out; ++c) {
+            double exact = bias[c];
+            for (index_t k = 0; k < in; ++k) exact += double(x[r * in + k]) * w[c * in + k];
+            if (e == epilogue::gelu) exact = gelu_exact(exact);
+            worst_plain = std::max(worst_plain, std::abs(exact - y32[r * out + c]) / (1.0 + std::abs(exact)));
+        }
+    CHECK(worst_plain < 2e-5);
+}
+
+TEST_CASE("a failure oneDNN reports is a device_error naming the call", "[backend]") {
+    CHECK_NOTHROW(hashee::detail::dnnl_check(dnnl_success, "dnnl_stream_wait"));
+    CHECK_THROWS_ID_AS(hashee::detail::dnnl_check(dnnl_invalid_arguments, "dnnl_matmul_desc_init"), device_error, "E86");
+    CHECK_THROWS_WITH(hashee::detail::dnnl_check(dnnl_out_of_memory, "dnnl_memory_create"),
+                      Catch::Matchers::Contains("dnnl_memory_create"));
+    // A product oneDNN cannot make: W^T's inner size at odds with x's.
+    const hashee::detail::dnnl_products products;
+    std::vector<float> x(16 * 4), w(3 * 5), y(16 * 3);
+    CHECK_THROWS_ID_AS(products.linear({x.data(), 16, 4}, const_matrix_view<float>(w.data(), 3, 5), {}, {y.data(), 16, 3},
+                                       epilogue::none),
+                       device_error, "E86");
+}
+#endif

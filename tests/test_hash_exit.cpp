@@ -36,7 +36,9 @@ TEMPLATE_LIST_TEST_CASE("packed token exits equal the dense reference", "[hashee
     REQUIRE(out.exits.size() == static_cast<std::size_t>(p.tokens()));
     const auto ref = test::dense_reference(f.cpu, f.m.encoder(), p, out.exits, TestType::kv);
     CAPTURE(batch, first, policy.name());
-    CHECK(max_abs_diff(out.hidden, ref) <= 1e-5f);
+    // 2e-5: the packed run's products have other row counts than the reference's, so oneDNN may
+    // block (and sum) them differently; on an AVX2 EPYC they came out 1.0e-5 apart.
+    CHECK(max_abs_diff(out.hidden, ref) <= 2e-5f);
     // Something did exit early (the case is not trivially dense).
     const auto early = std::count_if(out.exits.begin(), out.exits.end(), [&](std::uint8_t e) { return e < 6; });
     CHECK(early > 0);

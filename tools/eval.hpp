@@ -37,6 +37,7 @@ struct eval_options {
     std::size_t limit = 0; ///< use only this many examples of each split (0: all)
     std::uint64_t seed = 0;
     std::string backend = "eigen";
+    std::string precision = "fp32"; ///< the encoder's products (fp32, bf16; fp16 on CUDA)
 };
 
 struct eval_row {
@@ -285,7 +286,7 @@ inline plot::figure quality_plot(const std::vector<eval_row>& rows, const std::s
 inline int run_eval(const eval_options& o, const std::string& command_line) {
     check_output_dir(o.out_dir);
     validate(o);
-    const auto rows = with_backend(o.backend, o.threads, [&](const auto& backend) {
+    const auto rows = with_backend(o.backend, o.threads, parse_precision(o.precision), [&](const auto& backend) {
         evaluator<std::decay_t<decltype(backend)>> ev(o, backend);
         return ev.run();
     });
@@ -302,7 +303,7 @@ inline int run_eval(const eval_options& o, const std::string& command_line) {
         output_file report(o.out_dir / "hashee-results.md");
         report.stream() << "# HashEE on all-MiniLM-L6-v2 (no fine-tuning)\n\n"
                         << "Generated " << date << " by `" << command_line << "` (" << o.threads << " threads, batch "
-                        << o.batch_size << "). FLOPs speed-up is dense FLOPs / FLOPs that ran, counted from the shapes of "
+                        << o.batch_size << ", " << o.precision << " products). FLOPs speed-up is dense FLOPs / FLOPs that ran, counted from the shapes of "
                         << "each forward over the whole dev set; wall speed-up is the dense run's time / this run's time, "
                         << "measured in the same process (a shared, noisy machine: see bench/ for careful timings). "
                         << "Targets the hash cannot reach on the task's text are marked with the reason.\n\n"

@@ -2,6 +2,7 @@
 // so hashee, ONNX Runtime and PyTorch run interleaved in one process on the same batches).
 //
 //   hc_model* hc_open(model_dir, exit_table_or_null, threads, err, err_len)
+//   hc_model* hc_open_precision(model_dir, exit_table_or_null, threads, precision, err, err_len)
 //   int       hc_embed(model, ids, lengths, batch, out, flops, err, err_len)
 //   void      hc_close(model)
 //
@@ -10,7 +11,8 @@
 // its final token states to out[i * hidden .. (i + 1) * hidden). With an exit table the encoder
 // runs HashEE (exited tokens kept as keys and values); `flops`, when not null, receives
 // {dense FLOPs, FLOPs that ran}. Errors return a non-zero status (null from hc_open) with the
-// message in err.
+// message in err. hc_open's products are fp32; hc_open_precision takes the precision by name
+// ("fp32", "bf16"; hashee::parse_precision), an unknown or unavailable one failing with E63.
 
 #include <cstdint>
 #include <cstring>
@@ -20,14 +22,19 @@
 
 #include <hashee/hashee.hpp>
 
+#include "hashee_compare.h"
+
 namespace {
 
 using namespace hashee;
 using hashee_policy = hash_exit<kv_semantics::keep>;
 
-void set_error(char* err, std::size_t err_len, const char* what) {
+/// The message of e into err, "[ID] " first where e carries a catalogue id (docs/errors.md).
+void set_error(char* err, std::size_t err_len, const std::exception& e) {
     if (!err || err_len == 0) return;
-    std::strncpy(err, what, err_len - 1);
+    std::string what = e.what();
+    if (const auto* he = dynamic_cast<const hashee::error*>(&e)) what = "[" + std::string(he->id()) + "] " + what;
+    std::strncpy(err, what.c_str(), err_len - 1);
     err[err_len - 1] = '\0';
 }
 
@@ -38,8 +45,8 @@ struct hc_model {
     model<eigen_cpu> m;
     std::optional<hashee_policy> hashee;
 
-    hc_model(const char* dir, const char* table, int threads)
-        : cpu(threads), m(model<eigen_cpu>::load(dir, cpu)) {
+    hc_model(const char* dir, const char* table, int threads, gemm_precision precision)
+        : cpu(threads, precision), m(model<eigen_cpu>::load(dir, cpu)) {
         if (table && *table)
             hashee.emplace(exit_table::load(table, m.tokenizer().vocab(), m.config().num_hidden_layers));
     }
@@ -67,13 +74,18 @@ struct hc_model {
 
 extern "C" {
 
-hc_model* hc_open(const char* model_dir, const char* exit_table, int threads, char* err, std::size_t err_len) {
+hc_model* hc_open_precision(const char* model_dir, const char* exit_table, int threads, const char* precision, char* err,
+                            std::size_t err_len) {
     try {
-        return new hc_model(model_dir, exit_table, threads);
+        return new hc_model(model_dir, exit_table, threads, parse_precision(precision ? precision : "fp32"));
     } catch (const std::exception& e) {
-        set_error(err, err_len, e.what());
+        set_error(err, err_len, e);
         return nullptr;
     }
+}
+
+hc_model* hc_open(const char* model_dir, const char* exit_table, int threads, char* err, std::size_t err_len) {
+    return hc_open_precision(model_dir, exit_table, threads, "fp32", err, err_len);
 }
 
 int hc_embed(const hc_model* m, const std::int32_t* ids, const std::int32_t* lengths, int batch, float* out,
@@ -82,7 +94,7 @@ int hc_embed(const hc_model* m, const std::int32_t* ids, const std::int32_t* len
         m->embed(ids, lengths, batch, out, flops);
         return 0;
     } catch (const std::exception& e) {
-        set_error(err, err_len, e.what());
+        set_error(err, err_len, e);
         return 1;
     }
 }

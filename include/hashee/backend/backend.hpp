@@ -7,6 +7,7 @@
 // may be shared by several threads. Pointers in views live in the backend's memory space.
 
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <type_traits>
@@ -34,11 +35,18 @@ concept backend_memory = requires(const B& b, typename B::template buffer<float>
     b.download(static_cast<const float*>(fb.data()), host_out);
 };
 
-/// Dense algebra: y = x W^T + bias, then the epilogue (W is [out, in] as in PyTorch).
+/// Dense algebra: y = x W^T + bias, then the epilogue (W is [out, in] as in PyTorch), on a
+/// plain W or on a `weight_matrix`: W as the backend prepared it once, at load, for its
+/// products (a blocked layout its kernels read; or the plain view itself), which holds
+/// weight_bytes of its own beside the checkpoint.
 template <class B>
 concept backend_gemm = requires(const B& b, const_matrix_view<float> x, const_matrix_view<float> w,
-                                vector_view<const float> bias, matrix_view<float> y) {
+                                const typename B::weight_matrix& prepared, vector_view<const float> bias,
+                                matrix_view<float> y) {
+    { b.prepare_weight(w) } -> std::same_as<typename B::weight_matrix>;
+    { b.weight_bytes(prepared) } -> std::convertible_to<std::size_t>;
     b.linear(x, w, bias, y, epilogue::none);
+    b.linear(x, prepared, bias, y, epilogue::none);
 };
 
 /// Row-wise primitives: embeddings + LayerNorm, residual + LayerNorm, and the packing of

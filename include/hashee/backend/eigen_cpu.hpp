@@ -1,6 +1,10 @@
 #pragma once
-// The CPU backend: Eigen 3.4 for every product, a caller-sized thread pool for parallelism.
-// No global state: each eigen_cpu owns its pool, and the thread count is the caller's choice.
+// The CPU backend: the products through oneDNN where hashee was built with it (HASHEE_HAS_DNNL:
+// matmul primitives on weights prepacked at load, detail/dnnl_products.hpp), else through BLIS
+// or Eigen 3.4 (detail/eigen_kernels.hpp); the row-wise work and attention in Eigen; a
+// caller-sized thread pool for all parallelism, the products included (each oneDNN call runs on
+// one of its threads). No global state: each eigen_cpu owns its pool and its primitives, and
+// the thread count is the caller's choice.
 
 #include <algorithm>
 #include <cmath>
@@ -16,8 +20,14 @@
 #include <hashee/core/detail/eigen.hpp>
 
 #include <hashee/backend/backend.hpp>
+#include <hashee/backend/precision.hpp>
 #include <hashee/backend/detail/checks.hpp>
 #include <hashee/backend/detail/eigen_kernels.hpp>
+// HASHEE_EIGEN_GEMM keeps the products off oneDNN as off BLIS (the tests run that path too).
+#if HASHEE_HAS_DNNL && !defined(HASHEE_EIGEN_GEMM)
+#define HASHEE_GEMM_BY_DNNL 1
+#include <hashee/backend/detail/dnnl_products.hpp>
+#endif
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
 
@@ -30,9 +40,20 @@ public:
     using buffer = std::vector<T, Eigen::aligned_allocator<T>>;
 
     /// `threads` threads take part in every operation: the caller's and threads - 1 workers.
-    explicit eigen_cpu(int threads = 1) : threads_(threads) {
+    /// `precision`: the products' inputs (precision.hpp); bf16 needs hashee built with oneDNN.
+    explicit eigen_cpu(int threads = 1, gemm_precision precision = gemm_precision::fp32)
+        : precision_(precision), threads_(threads) {
         if (threads < 1) throw input_error("E22", "eigen_cpu: thread count must be >= 1, got " + std::to_string(threads));
+#if HASHEE_GEMM_BY_DNNL
+        if (precision == gemm_precision::fp16) detail::unsupported_precision("eigen", precision, "it runs fp32 and bf16");
+#else
+        if (precision != gemm_precision::fp32)
+            detail::unsupported_precision("eigen", precision, "this build has no oneDNN: it runs fp32");
+#endif
         if (threads > 1) pool_ = std::make_unique<Eigen::ThreadPool>(threads - 1);
+#if HASHEE_GEMM_BY_DNNL
+        products_ = std::make_unique<detail::dnnl_products>();
+#endif
     }
     /// One thread per hardware thread.
     static eigen_cpu all_cores() { return eigen_cpu(static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))); }
@@ -41,6 +62,20 @@ public:
     eigen_cpu& operator=(eigen_cpu&&) noexcept = default;
 
     int threads() const { return threads_; }
+    gemm_precision precision() const { return precision_; }
+
+    /// The library and kernels that do this backend's products on this machine, at the shape
+    /// rows x in -> out (benchmarks print it): oneDNN's implementation name (e.g.
+    /// "brg:avx512_core"), BLIS's sub-configuration or Eigen's instruction sets.
+    std::string product_kernel(index_t rows = 1024, index_t in = 384, index_t out = 1536) const {
+#if HASHEE_GEMM_BY_DNNL
+        return "oneDNN " + std::to_string(dnnl_version()->major) + "." + std::to_string(dnnl_version()->minor) + "." +
+               std::to_string(dnnl_version()->patch) + ", " + products_->kernel(rows, in, out, dnnl_type());
+#else
+        (void)rows, (void)in, (void)out;
+        return detail::product_kernel_name();
+#endif
+    }
 
     // ---- memory -------------------------------------------------------------------------
     template <class T>
@@ -51,6 +86,36 @@ public:
     void download(const T* src, std::span<T> host) const { std::copy(src, src + host.size(), host.begin()); }
 
     // ---- algebra ------------------------------------------------------------------------
+#if HASHEE_GEMM_BY_DNNL
+    /// W [out, in] prepacked at load for oneDNN's kernels in the backend's precision, beside
+    /// its plain view.
+    struct weight_matrix {
+        const_matrix_view<float> plain;
+        detail::prepacked_weight packed;
+    };
+    weight_matrix prepare_weight(const_matrix_view<float> w) const { return {w, products_->prepack(w, dnnl_type())}; }
+    std::size_t weight_bytes(const weight_matrix& w) const { return w.packed.bytes; }
+
+    /// y = x W^T + bias, then `e`; W is [out, in]. Row blocks (detail::dnnl_row_blocks) go to the pool's
+    /// threads, each one oneDNN call on its thread. On a plain W the product is fp32; on a
+    /// prepared one, in the precision it was prepared in.
+    void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
+                matrix_view<float> y, epilogue e) const {
+        detail::check_linear_shapes(x, w, bias, y);
+        by_row_tiles(x, w, y, [&](const_matrix_view<float> xs, matrix_view<float> ys) { products_->linear(xs, w, bias, ys, e); });
+    }
+    void linear(const_matrix_view<float> x, const weight_matrix& w, vector_view<const float> bias, matrix_view<float> y,
+                epilogue e) const {
+        detail::check_linear_shapes(x, w.plain, bias, y);
+        by_row_tiles(x, w.plain, y,
+                     [&](const_matrix_view<float> xs, matrix_view<float> ys) { products_->linear(xs, w.packed, bias, ys, e); });
+    }
+#else
+    /// The products read W where it is: preparing it is the view itself.
+    using weight_matrix = const_matrix_view<float>;
+    weight_matrix prepare_weight(const_matrix_view<float> w) const { return w; }
+    std::size_t weight_bytes(const weight_matrix&) const { return 0; }
+
     /// y = x W^T + bias, then `e`; W is [out, in]. Work is split in tiles (detail::linear_tiles).
     void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                 matrix_view<float> y, epilogue e) const {
@@ -58,6 +123,7 @@ public:
         const detail::linear_tiles tiles(x, w, threads_);
         parallel_for(tiles.count(), [&](index_t t) { tiles.run(t, x, w, bias, y, e); });
     }
+#endif
 
     void attention(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,
                    vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets, int heads,
@@ -138,6 +204,24 @@ public:
     }
 
 private:
+#if HASHEE_GEMM_BY_DNNL
+    /// Runs f(x rows, y rows) over the row blocks (detail::dnnl_row_blocks), spread over the
+    /// threads in contiguous runs.
+    template <class F>
+    void by_row_tiles(const_matrix_view<float> x, const_matrix_view<float> w, matrix_view<float> y, F&& f) const {
+        const detail::dnnl_row_blocks blocks(x.rows, w.cols, w.rows, threads_);
+        const auto run = [&](index_t b0, index_t b1) {
+            for (index_t i = b0; i < b1; ++i) f(x.block_rows(blocks.first(i), blocks.size(i)), y.block_rows(blocks.first(i), blocks.size(i)));
+        };
+        if (blocks.parallel) parallel_for_ranges(blocks.count, 1, run);
+        else run(0, blocks.count);
+    }
+
+    dnnl_data_type_t dnnl_type() const { return precision_ == gemm_precision::bf16 ? dnnl_bf16 : dnnl_f32; }
+
+    std::unique_ptr<detail::dnnl_products> products_;
+#endif
+    gemm_precision precision_;
     int threads_;
     std::unique_ptr<Eigen::ThreadPool> pool_;
 };

@@ -2,8 +2,9 @@
 // The Thrust backend's CPU systems, for thrust_backend<System> (thrust_backend.hpp):
 //  - thrust_backend<thrust_omp>: OpenMP's threads (OMP_NUM_THREADS);
 //  - thrust_backend<thrust_cpp>: the calling thread.
-// Memory is host memory; the GEMM is eigen_cpu's, on tiles (detail::linear_tiles: BLIS or
-// Eigen), one thrust::for_each item each. Everything else is the functors every system runs.
+// Memory is host memory; the GEMM is eigen_cpu's host products (oneDNN's matmul on row blocks,
+// detail::dnnl_row_blocks, where hashee is built with oneDNN; else detail::linear_tiles: BLIS
+// or Eigen), one thrust::for_each item per block or tile. Everything else is the functors every system runs.
 // Build with OpenMP and Thrust (CCCL): the CMake target hashee::thrust carries both.
 //  - thrust_backend<thrust_cuda>: include <hashee/backend/cuda.cuh> instead (nvcc; no Eigen).
 
@@ -21,6 +22,12 @@
 
 #include <hashee/backend/backend.hpp>
 #include <hashee/backend/detail/eigen_kernels.hpp>
+#if HASHEE_HAS_DNNL && !defined(HASHEE_EIGEN_GEMM)
+#define HASHEE_THRUST_GEMM_BY_DNNL 1
+#include <memory>
+
+#include <hashee/backend/detail/dnnl_products.hpp>
+#endif
 #include <hashee/backend/thrust_backend.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
@@ -29,20 +36,41 @@ namespace hashee {
 
 namespace detail {
 
-/// A CPU system's GEMM: y = x W^T on tiles (detail::linear_tiles; BLIS or Eigen, as in
-/// eigen_cpu), spread over the system's workers (its execution policy and parallelism come
-/// from System).
+/// A CPU system's GEMM: y = x W^T by eigen_cpu's host products (oneDNN on row blocks; else
+/// tiles by BLIS or Eigen), spread over the system's workers (its execution policy and
+/// parallelism come from System). W is read where it is (the Thrust backend prepares no
+/// weights).
 template <class System>
 struct host_gemm {
     explicit host_gemm(gemm_precision p) {
         if (p != gemm_precision::fp32)
-            throw input_error("E33", std::string(System::name) + ": fp16 and bf16 GEMMs are a CUDA option; the CPU systems run fp32");
+            detail::unsupported_precision(System::name, p, "the Thrust CPU systems run fp32; fp16 and bf16 are CUDA's and eigen's");
     }
     void product(const_matrix_view<float> x, const_matrix_view<float> w, matrix_view<float> y) const {
+#if HASHEE_THRUST_GEMM_BY_DNNL
+        const dnnl_row_blocks blocks(x.rows, w.cols, w.rows, System::parallelism());
+        const dnnl_products* products = products_.get();
+        const auto block = [=](index_t i) {
+            products->linear(x.block_rows(blocks.first(i), blocks.size(i)), w, {}, y.block_rows(blocks.first(i), blocks.size(i)),
+                             epilogue::none);
+        };
+        if (!blocks.parallel) {
+            for (index_t i = 0; i < blocks.count; ++i) block(i);
+            return;
+        }
+        thrust::for_each(System::policy(), thrust::counting_iterator<index_t>(0), thrust::counting_iterator<index_t>(blocks.count),
+                         block);
+#else
         const linear_tiles tiles(x, w, System::parallelism());
         thrust::for_each(System::policy(), thrust::counting_iterator<index_t>(0), thrust::counting_iterator<index_t>(tiles.count()),
                          [=](index_t t) { tiles.run(t, x, w, {}, y, epilogue::none); });
+#endif
     }
+
+#if HASHEE_THRUST_GEMM_BY_DNNL
+private:
+    std::shared_ptr<const dnnl_products> products_ = std::make_shared<const dnnl_products>();
+#endif
 };
 
 /// Host memory copies for the CPU systems.

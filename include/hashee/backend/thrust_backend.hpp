@@ -28,14 +28,11 @@
 #include <hashee/backend/backend.hpp>
 #include <hashee/backend/detail/checks.hpp>
 #include <hashee/backend/detail/thrust_functors.hpp>
+#include <hashee/backend/precision.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
 
 namespace hashee {
-
-/// The input precision of a backend's GEMMs; accumulation is fp32 in every case. fp16 and
-/// bf16 are a CUDA option (tensor cores).
-enum class gemm_precision { fp32, fp16, bf16 };
 
 namespace detail {
 
@@ -96,6 +93,11 @@ public:
 
     // ---- algebra ------------------------------------------------------------------------
     /// y = x W^T (the system's GEMM), then bias and the epilogue per element.
+    /// The products read W where it is: preparing it is the view itself.
+    using weight_matrix = const_matrix_view<float>;
+    weight_matrix prepare_weight(const_matrix_view<float> w) const { return w; }
+    std::size_t weight_bytes(const weight_matrix&) const { return 0; }
+
     void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                 matrix_view<float> y, epilogue e) const {
         detail::check_linear_shapes(x, w, bias, y);

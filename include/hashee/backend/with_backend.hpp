@@ -3,6 +3,7 @@
 // per backend type.
 //
 //   with_backend(parse_backend("thrust-omp"), threads, [&](const auto& backend) { ... });
+//   with_backend("eigen", threads, parse_precision("bf16"), [&](const auto& backend) { ... });
 //
 // eigen_cpu always; thrust_backend<thrust_omp> and <thrust_cpp> where hashee was built with
 // Thrust (HASHEE_HAS_THRUST); thrust_backend<thrust_cuda> where the caller is compiled by nvcc
@@ -64,36 +65,47 @@ inline bool backend_available(backend_kind k) {
     return false;
 }
 
-/// Constructs backend `k` with `threads` threads and returns f(const B&).
+/// Constructs backend `k` with `threads` threads and products in `precision` (a precision the
+/// backend does not run is input_error E63) and returns f(const B&).
 template <class F>
-decltype(auto) with_backend(backend_kind k, int threads, F&& f) {
+decltype(auto) with_backend(backend_kind k, int threads, gemm_precision precision, F&& f) {
     switch (k) {
     case backend_kind::eigen: break;
     case backend_kind::thrust_omp:
 #if HASHEE_HAS_THRUST
-        return f(thrust_backend<thrust_omp>(threads));
+        return f(thrust_backend<thrust_omp>(threads, precision));
 #else
         throw input_error("E62", "backend 'thrust-omp': this build of hashee has no Thrust (CCCL) backend");
 #endif
     case backend_kind::thrust_cpp:
 #if HASHEE_HAS_THRUST
-        return f(thrust_backend<thrust_cpp>(threads));
+        return f(thrust_backend<thrust_cpp>(threads, precision));
 #else
         throw input_error("E62", "backend 'thrust-cpp': this build of hashee has no Thrust (CCCL) backend");
 #endif
     case backend_kind::cuda:
 #if defined(__CUDACC__)
-        return f(thrust_backend<thrust_cuda>(threads));
+        return f(thrust_backend<thrust_cuda>(threads, precision));
 #else
         throw input_error("E62", "backend 'cuda': this program was not compiled by nvcc with the CUDA backend");
 #endif
     }
-    return f(eigen_cpu(threads));
+    return f(eigen_cpu(threads, precision));
 }
 
 template <class F>
+decltype(auto) with_backend(std::string_view name, int threads, gemm_precision precision, F&& f) {
+    return with_backend(parse_backend(name), threads, precision, std::forward<F>(f));
+}
+
+/// The same with fp32 products.
+template <class F>
+decltype(auto) with_backend(backend_kind k, int threads, F&& f) {
+    return with_backend(k, threads, gemm_precision::fp32, std::forward<F>(f));
+}
+template <class F>
 decltype(auto) with_backend(std::string_view name, int threads, F&& f) {
-    return with_backend(parse_backend(name), threads, std::forward<F>(f));
+    return with_backend(parse_backend(name), threads, gemm_precision::fp32, std::forward<F>(f));
 }
 
 } // namespace hashee

@@ -19,10 +19,14 @@
 
 namespace hashee {
 
-struct linear_weights {
-    const_matrix_view<float> weight; ///< [out, in]
-    vector_view<const float> bias;   ///< [out]
+/// A linear layer: its weight [out, in] as `Weight` (a plain view, or what a backend prepared
+/// from one for its products: backend_gemm's weight_matrix) and its bias [out].
+template <class Weight>
+struct basic_linear_weights {
+    Weight weight;                 ///< [out, in]
+    vector_view<const float> bias; ///< [out]
 };
+using linear_weights = basic_linear_weights<const_matrix_view<float>>;
 
 struct layer_norm_weights {
     vector_view<const float> gamma, beta;
@@ -33,16 +37,21 @@ struct embedding_weights {
     layer_norm_weights norm;
 };
 
-struct layer_weights {
-    linear_weights query, key, value, attention_output;
+template <class Weight>
+struct basic_layer_weights {
+    basic_linear_weights<Weight> query, key, value, attention_output;
     layer_norm_weights attention_norm;
-    linear_weights intermediate, output;
+    basic_linear_weights<Weight> intermediate, output;
     layer_norm_weights output_norm;
 };
+using layer_weights = basic_layer_weights<const_matrix_view<float>>;
 
 template <backend B>
 class bert_weights {
 public:
+    /// A transformer layer's weights, its products' weights prepared by the backend at load.
+    using layer_type = basic_layer_weights<typename B::weight_matrix>;
+
     /// Binds every tensor the config calls for. Accepts Hugging Face BERT names with or without
     /// a "bert." prefix and ElasticBERT's ("elasticbert.", one pooler per exit); ignores
     /// embeddings.position_ids and task heads. A missing or mis-shaped tensor is a weight_error.
@@ -65,6 +74,10 @@ public:
             return linear_weights{mat(n + ".weight", out, in), vec(n + ".bias", out)};
         };
         auto norm = [&](const std::string& n) { return layer_norm_weights{vec(n + ".weight", d), vec(n + ".bias", d)}; };
+        auto prepared = [&](const std::string& n, std::int64_t out, std::int64_t in) {
+            const linear_weights l = lin(n, out, in);
+            return basic_linear_weights<typename B::weight_matrix>{backend.prepare_weight(l.weight), l.bias};
+        };
 
         // The embedding table against config.json's vocab_size: the two files disagree (E11).
         if (const tensor_info* t = f.find(name("embeddings.word_embeddings.weight"));
@@ -81,10 +94,14 @@ public:
                          norm("embeddings.LayerNorm")};
         for (int l = 0; l < config.num_hidden_layers; ++l) {
             const std::string p = "encoder.layer." + std::to_string(l) + ".";
-            w.layers_.push_back({lin(p + "attention.self.query", d, d), lin(p + "attention.self.key", d, d),
-                                 lin(p + "attention.self.value", d, d), lin(p + "attention.output.dense", d, d),
-                                 norm(p + "attention.output.LayerNorm"), lin(p + "intermediate.dense", ff, d),
-                                 lin(p + "output.dense", d, ff), norm(p + "output.LayerNorm")});
+            w.layers_.push_back({prepared(p + "attention.self.query", d, d), prepared(p + "attention.self.key", d, d),
+                                 prepared(p + "attention.self.value", d, d), prepared(p + "attention.output.dense", d, d),
+                                 norm(p + "attention.output.LayerNorm"), prepared(p + "intermediate.dense", ff, d),
+                                 prepared(p + "output.dense", d, ff), norm(p + "output.LayerNorm")});
+            const layer_type& lw = w.layers_.back();
+            w.prepared_bytes_ += backend.weight_bytes(lw.query.weight) + backend.weight_bytes(lw.key.weight) +
+                                 backend.weight_bytes(lw.value.weight) + backend.weight_bytes(lw.attention_output.weight) +
+                                 backend.weight_bytes(lw.intermediate.weight) + backend.weight_bytes(lw.output.weight);
         }
         if (f.find(name("pooler.dense.weight"))) {
             w.poolers_.push_back(lin("pooler.dense", d, d));
@@ -96,13 +113,16 @@ public:
     }
 
     const embedding_weights& embeddings() const { return embeddings_; }
-    const std::vector<layer_weights>& layers() const { return layers_; }
+    const std::vector<layer_type>& layers() const { return layers_; }
     /// The pooler of the last layer, if the checkpoint has one.
     const linear_weights* pooler() const { return poolers_.empty() ? nullptr : &poolers_.back(); }
     /// Every pooler (ElasticBERT: one per exit; Hugging Face BERT: one).
     const std::vector<linear_weights>& poolers() const { return poolers_; }
     const std::string& prefix() const { return prefix_; }
     const safetensors_file& file() const { return *file_; }
+    /// Bytes of the products' weights as the backend prepared them at load (e.g. oneDNN's
+    /// blocked layout), held beside the mapped checkpoint; 0 where the backend reads W in place.
+    std::size_t prepared_bytes() const { return prepared_bytes_; }
     /// Bytes this object holds beyond the mapped checkpoint (converted or uploaded tensors).
     std::size_t owned_bytes() const {
         std::size_t n = 0;
@@ -141,7 +161,8 @@ private:
     std::string prefix_;
     std::vector<typename B::template buffer<float>> owned_;
     embedding_weights embeddings_;
-    std::vector<layer_weights> layers_;
+    std::vector<layer_type> layers_;
+    std::size_t prepared_bytes_ = 0;
     std::vector<linear_weights> poolers_;
 };
 

@@ -77,6 +77,7 @@ public:
     }
 
 private:
+    using layer_type = typename bert_weights<B>::layer_type;
     using fbuf = typename B::template buffer<float>;
     using ibuf = typename B::template buffer<std::int32_t>;
 
@@ -196,7 +197,7 @@ private:
     }
 
     /// One post-LayerNorm transformer layer on every row of ws.h, in place.
-    void layer(const B& b, const layer_weights& w, vector_view<const std::int32_t> offsets, workspace& ws) const {
+    void layer(const B& b, const layer_type& w, vector_view<const std::int32_t> offsets, workspace& ws) const {
         b.linear(ws.h, w.query.weight, w.query.bias, ws.q, epilogue::none);
         b.linear(ws.h, w.key.weight, w.key.bias, ws.k, epilogue::none);
         b.linear(ws.h, w.value.weight, w.value.bias, ws.v, epilogue::none);
@@ -213,7 +214,7 @@ private:
     /// Keys and values come from every row (keep: exited rows' frozen states) or from the
     /// active rows only (drop).
     template <kv_semantics KV>
-    void packed_layer(const B& b, const layer_weights& w, vector_view<const std::int32_t> offsets, const active_rows& act,
+    void packed_layer(const B& b, const layer_type& w, vector_view<const std::int32_t> offsets, const active_rows& act,
                       workspace& ws) const {
         const index_t m = act.count, d = ws.d;
         const matrix_view<float> x(ws.x_buf.data(), m, d), q(ws.q_buf.data(), m, d), ctx(ws.ctx_buf.data(), m, d),
@@ -283,7 +284,7 @@ public:
                 throw usage_error("U31", "forward_state::step: all " + std::to_string(num_layers()) + " layers have run");
             ++layer_;
             const B& b = *backend_;
-            const layer_weights& lw = enc_->weights_->layers()[static_cast<std::size_t>(layer_ - 1)];
+            const layer_type& lw = enc_->weights_->layers()[static_cast<std::size_t>(layer_ - 1)];
             const vector_view<const std::int32_t> offsets = device_.offsets_view();
             active_.select(b, batch_, exits_, exits_view(), layer_);
             if (active_.count == batch_.tokens()) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 
 #include <hashee/core/detail/eigen.hpp>
 // HASHEE_EIGEN_GEMM makes Eigen do the products even where BLIS is linked (the tests use it to
@@ -144,6 +145,25 @@ inline void linear_columns(const_matrix_view<float> x, const_matrix_view<float> 
         if (e == epilogue::gelu) gelu_inplace(row, cols);
         else if (e == epilogue::tanh) Eigen::Map<Eigen::ArrayXf>(row, cols) = Eigen::Map<Eigen::ArrayXf>(row, cols).tanh();
     }
+}
+
+/// Eigen's version and the SIMD instruction sets it was compiled for (it does the row-wise work
+/// and attention, and the products where neither oneDNN nor BLIS does).
+inline std::string eigen_simd_name() {
+    return "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+           std::to_string(EIGEN_MINOR_VERSION) + ", " + Eigen::SimdInstructionSetsInUse();
+}
+
+/// What does the products on this machine, as its library names it: BLIS's sub-configuration
+/// (the kernels it picked for this CPU; 'generic' means it did not recognise the CPU), or
+/// Eigen's instruction sets.
+inline std::string product_kernel_name() {
+#if HASHEE_GEMM_BY_BLIS
+    return std::string("BLIS ") + bli_info_get_version_str() + ", sub-configuration '" +
+           bli_arch_string(bli_arch_query_id()) + "'";
+#else
+    return eigen_simd_name();
+#endif
 }
 
 struct attention_scratch {

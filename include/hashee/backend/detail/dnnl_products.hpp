@@ -1,0 +1,387 @@
+#pragma once
+// eigen_cpu's products through oneDNN (HASHEE_HAS_DNNL): y = x W^T + bias, then the epilogue,
+// as a matmul primitive whose weights were reordered once, at load, into the blocked layout
+// oneDNN's kernels read (prepacked_weight). Primitives are made once per shape class (rows,
+// in, out, strides, bias, epilogue) and kept by the product engine; row counts are rounded up
+// to a multiple of row_quantum (the odd rows run from a zero-padded copy), so the classes stay
+// few whatever the batch. Weights prepacked for bf16 make bf16 products: x's rows are rounded
+// to bf16 (to nearest even) as they are staged, accumulation and y stay fp32. On a CPU for which
+// oneDNN has no bf16 kernels (no AVX512_BF16 or AMX: AVX2 machines), the same numbers come from
+// fp32 kernels on bf16-rounded inputs (W rounded at load, x per product): the same results
+// everywhere, faster where the hardware has bf16; kernel() says which ran. Each call runs on the calling thread only (the backend's pool does
+// the threading), so no second thread pool ever spins against it: oneDNN threads through
+// OpenMP here, and omp_set_num_threads(1) holds for the call and is restored after.
+//
+// Written against oneDNN 2.x's C API (dnnl.h): its C++ header does not get through nvcc 13's
+// front end in C++20 (an internal error), and CUDA translation units include this header too.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+
+#include <hashee/backend/backend.hpp>
+#include <hashee/core/error.hpp>
+#include <hashee/core/matrix_view.hpp>
+
+static_assert(DNNL_VERSION_MAJOR == 2, "hashee's oneDNN products are written against oneDNN 2.x's C API (Debian's libdnnl-dev "
+                                       "2.x); build with -DHASHEE_USE_DNNL=OFF for another major version");
+
+namespace hashee::detail {
+
+/// A oneDNN status other than success as a device_error (E86) naming the call.
+inline void dnnl_check(dnnl_status_t s, const char* call) {
+    if (s != dnnl_success) throw device_error("E86", std::string("oneDNN: ") + call + " failed (dnnl_status_t " + std::to_string(int(s)) + ")");
+}
+
+/// Owning handles of oneDNN's C objects.
+template <class T, dnnl_status_t (*Destroy)(T)>
+struct dnnl_deleter {
+    void operator()(T h) const noexcept {
+        if (h) Destroy(h);
+    }
+};
+template <class T, dnnl_status_t (*Destroy)(T)>
+using dnnl_handle = std::unique_ptr<std::remove_pointer_t<T>, dnnl_deleter<T, Destroy>>;
+using dnnl_engine_handle = dnnl_handle<dnnl_engine_t, dnnl_engine_destroy>;
+using dnnl_primitive_handle = dnnl_handle<dnnl_primitive_t, dnnl_primitive_destroy>;
+using dnnl_primitive_desc_handle = dnnl_handle<dnnl_primitive_desc_t, dnnl_primitive_desc_destroy>;
+using dnnl_memory_handle = dnnl_handle<dnnl_memory_t, dnnl_memory_destroy>;
+using dnnl_stream_handle = dnnl_handle<dnnl_stream_t, dnnl_stream_destroy>;
+using dnnl_attr_handle = dnnl_handle<dnnl_primitive_attr_t, dnnl_primitive_attr_destroy>;
+using dnnl_post_ops_handle = dnnl_handle<dnnl_post_ops_t, dnnl_post_ops_destroy>;
+
+/// W [out, in] as oneDNN's kernels read it for x W^T: the bytes in the layout a matmul
+/// primitive asked for, and that layout. Shared, immutable once made, and usable by any
+/// dnnl_products (the layout depends on the shape, the data type and the instruction set
+/// only): a model loaded through one backend object runs on another.
+struct prepacked_weight {
+    std::shared_ptr<const void> data;
+    dnnl_memory_desc_t desc{}; ///< desc.data_type: the storage, dnnl_f32 or dnnl_bf16
+    std::size_t bytes = 0;
+    /// bf16 products: x is rounded to bf16 (W is: stored as bf16, or as bf16-exact fp32
+    /// values where the CPU has no bf16 kernels).
+    bool bf16_inputs = false;
+};
+
+/// Sets the calling thread's OpenMP thread count for a scope, restores it after.
+class omp_threads_scope {
+public:
+    explicit omp_threads_scope(int n) : saved_(omp_get_max_threads()) {
+        if (saved_ != n) omp_set_num_threads(n);
+    }
+    ~omp_threads_scope() {
+        if (omp_get_max_threads() != saved_) omp_set_num_threads(saved_);
+    }
+    omp_threads_scope(const omp_threads_scope&) = delete;
+    omp_threads_scope& operator=(const omp_threads_scope&) = delete;
+
+private:
+    int saved_;
+};
+
+/// fp32 -> bf16, rounded to nearest even (NaN stays NaN): the conversion x's rows get on their
+/// way into a bf16 product.
+inline std::uint16_t to_bf16(float f) {
+    std::uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);
+    return static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/// How a product of `rows` rows is cut for `threads` workers: `count` blocks of `per` rows (the
+/// last one shorter), each one oneDNN call on one worker. Blocks hold at most max_rows rows and
+/// a multiple of dnnl_products::row_quantum, so the shape classes stay few; a product of fewer
+/// than min_parallel_macs multiply-accumulates is one block run on the calling thread (at
+/// batch 1, no thread hand-off per tiny product: `parallel` is false).
+struct dnnl_row_blocks {
+    static constexpr index_t max_rows = 128;
+    static constexpr index_t min_parallel_macs = index_t{1} << 21;
+
+    index_t rows = 0, per = 0, count = 0;
+    bool parallel = false;
+
+    dnnl_row_blocks(index_t rows_, index_t in, index_t out, int threads);
+    index_t first(index_t i) const { return i * per; }
+    index_t size(index_t i) const { return std::min(per, rows - i * per); }
+};
+
+class dnnl_products {
+public:
+    dnnl_products() {
+        dnnl_engine_t e = nullptr;
+        dnnl_check(dnnl_engine_create(&e, dnnl_cpu, 0), "dnnl_engine_create");
+        engine_.reset(e);
+    }
+
+    /// W [out, in] reordered (and converted, for bf16) into the layout the matmul kernels want
+    /// for products in `type` (dnnl_f32 or dnnl_bf16); the same for every row count: oneDNN's
+    /// blocked weights depend on in, out, the type and the instruction set only.
+    prepacked_weight prepack(const_matrix_view<float> w, dnnl_data_type_t type = dnnl_f32) const {
+        const std::lock_guard lock(mutex_);
+        const omp_threads_scope one(1);
+        const bool bf16 = type == dnnl_bf16;
+        std::vector<float> rounded; // W rounded to bf16 in fp32, for CPUs without bf16 kernels
+        if (bf16 && !bf16_kernels()) {
+            rounded.resize(static_cast<std::size_t>(w.rows * w.cols));
+            for (index_t r = 0; r < w.rows; ++r)
+                for (index_t c = 0; c < w.cols; ++c) rounded[static_cast<std::size_t>(r * w.cols + c)] = bf16_rounded(w.row(r)[c]);
+            w = const_matrix_view<float>(rounded.data(), w.rows, w.cols);
+            type = dnnl_f32;
+        }
+        const dnnl_memory_desc_t plain_md = plain_weight_desc(w);
+        const dnnl_primitive_desc_handle pd = matmul_desc(rows_desc(pack_rows, w.cols, w.cols, type), any_weight_desc(w.cols, w.rows, type),
+                                                          nullptr, rows_desc(pack_rows, w.rows, w.rows), nullptr);
+        prepacked_weight packed;
+        packed.bf16_inputs = bf16;
+        packed.desc = *dnnl_primitive_desc_query_md(pd.get(), dnnl_query_weights_md, 0);
+        packed.bytes = dnnl_memory_desc_get_size(&packed.desc);
+        packed.data = std::shared_ptr<const void>(::operator new(packed.bytes, std::align_val_t{64}),
+                                                  [](const void* p) { ::operator delete(const_cast<void*>(p), std::align_val_t{64}); });
+        dnnl_primitive_desc_t rpd_raw = nullptr;
+        dnnl_check(dnnl_reorder_primitive_desc_create(&rpd_raw, &plain_md, engine_.get(), &packed.desc, engine_.get(), nullptr),
+                   "dnnl_reorder_primitive_desc_create");
+        const dnnl_primitive_desc_handle rpd(rpd_raw);
+        const dnnl_primitive_handle reorder = make_primitive(rpd.get());
+        const dnnl_memory_handle from = make_memory(plain_md, w.data), to = make_memory(packed.desc, packed.data.get());
+        execute(reorder.get(), {{DNNL_ARG_FROM, from.get()}, {DNNL_ARG_TO, to.get()}});
+        return packed;
+    }
+
+    /// y = x W^T + bias, then e, on the calling thread; W prepacked from a [y.cols, x.cols] matrix.
+    void linear(const_matrix_view<float> x, const prepacked_weight& w, vector_view<const float> bias,
+                matrix_view<float> y, epilogue e) const {
+        run(x, w.desc, w.data.get(), 0, w.bf16_inputs, bias, y, e);
+    }
+
+    /// The same on a plain row-major W [y.cols, x.cols], read where it is (oneDNN copies its
+    /// blocks as it goes: slower than a prepacked W).
+    void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
+                matrix_view<float> y, epilogue e) const {
+        run(x, plain_weight_desc(w), w.data, w.stride, false, bias, y, e);
+    }
+
+    /// The implementation oneDNN chose for W^T products of this shape and input type (e.g.
+    /// "brg:avx512_core", "brg:avx512_core_bf16").
+    std::string kernel(index_t rows, index_t in, index_t out, dnnl_data_type_t type = dnnl_f32) const {
+        if (type == dnnl_bf16) {
+            const std::lock_guard lock(mutex_);
+            if (!bf16_kernels())
+                return "bf16 emulated (no bf16 kernels in oneDNN for this CPU): " + kernel(rows, in, out, dnnl_f32) +
+                       " on bf16-rounded inputs";
+        }
+        const omp_threads_scope one(1);
+        const dnnl_primitive_desc_handle pd =
+            matmul_desc(rows_desc(rows, in, in, type), any_weight_desc(in, out, type), nullptr, rows_desc(rows, out, out), nullptr);
+        const char* info = nullptr;
+        dnnl_check(dnnl_primitive_desc_query(pd.get(), dnnl_query_impl_info_str, 0, &info), "dnnl_primitive_desc_query");
+        return info ? info : "";
+    }
+
+    /// Row counts are run in multiples of this (a shape class per multiple).
+    static constexpr index_t row_quantum = 16;
+
+private:
+    static constexpr index_t pack_rows = 128;
+
+    /// Whether oneDNN makes bf16 matmuls on this CPU (asked once; call with mutex_ held).
+    bool bf16_kernels() const {
+        if (!bf16_kernels_) {
+            dnnl_matmul_desc_t d{};
+            const dnnl_memory_desc_t src = rows_desc(pack_rows, 64, 64, dnnl_bf16), w = any_weight_desc(64, 64, dnnl_bf16),
+                                     dst = rows_desc(pack_rows, 64, 64);
+            dnnl_primitive_desc_t pd = nullptr;
+            bf16_kernels_ = dnnl_matmul_desc_init(&d, &src, &w, nullptr, &dst) == dnnl_success &&
+                            dnnl_primitive_desc_create(&pd, &d, nullptr, engine_.get(), nullptr) == dnnl_success;
+            if (pd) dnnl_primitive_desc_destroy(pd);
+        }
+        return *bf16_kernels_;
+    }
+    static float bf16_rounded(float f) {
+        const std::uint32_t u = std::uint32_t{to_bf16(f)} << 16;
+        float r;
+        std::memcpy(&r, &u, sizeof r);
+        return r;
+    }
+
+    static dnnl_memory_desc_t strided_desc(index_t rows, index_t cols, index_t row_stride, index_t col_stride,
+                                           dnnl_data_type_t type = dnnl_f32) {
+        const dnnl_dims_t dims{rows, cols}, strides{row_stride, col_stride};
+        dnnl_memory_desc_t md{};
+        dnnl_check(dnnl_memory_desc_init_by_strides(&md, 2, dims, type, strides), "dnnl_memory_desc_init_by_strides");
+        return md;
+    }
+    /// Row-major [rows, cols] with a row stride.
+    static dnnl_memory_desc_t rows_desc(index_t rows, index_t cols, index_t stride, dnnl_data_type_t type = dnnl_f32) {
+        return strided_desc(rows, cols, stride, 1, type);
+    }
+    /// W [out, in] row-major read as W^T [in, out]: strides {1, stride}.
+    static dnnl_memory_desc_t plain_weight_desc(const_matrix_view<float> w) { return strided_desc(w.cols, w.rows, 1, w.stride); }
+    /// W^T [in, out] in whatever layout the kernels want.
+    static dnnl_memory_desc_t any_weight_desc(index_t in, index_t out, dnnl_data_type_t type) {
+        const dnnl_dims_t dims{in, out};
+        dnnl_memory_desc_t md{};
+        dnnl_check(dnnl_memory_desc_init_by_tag(&md, 2, dims, type, dnnl_format_tag_any), "dnnl_memory_desc_init_by_tag");
+        return md;
+    }
+
+    dnnl_primitive_desc_handle matmul_desc(const dnnl_memory_desc_t& src, const dnnl_memory_desc_t& weights,
+                                           const dnnl_memory_desc_t* bias, const dnnl_memory_desc_t& dst,
+                                           const_dnnl_primitive_attr_t attr) const {
+        dnnl_matmul_desc_t d{};
+        dnnl_check(dnnl_matmul_desc_init(&d, &src, &weights, bias, &dst), "dnnl_matmul_desc_init");
+        dnnl_primitive_desc_t pd = nullptr;
+        dnnl_check(dnnl_primitive_desc_create(&pd, &d, attr, engine_.get(), nullptr), "dnnl_primitive_desc_create (matmul)");
+        return dnnl_primitive_desc_handle(pd);
+    }
+    static dnnl_primitive_handle make_primitive(const_dnnl_primitive_desc_t pd) {
+        dnnl_primitive_t p = nullptr;
+        dnnl_check(dnnl_primitive_create(&p, pd), "dnnl_primitive_create");
+        return dnnl_primitive_handle(p);
+    }
+    /// Memory of this engine over bytes that live elsewhere (read only where const).
+    dnnl_memory_handle make_memory(const dnnl_memory_desc_t& md, const void* data) const {
+        dnnl_memory_t m = nullptr;
+        dnnl_check(dnnl_memory_create(&m, &md, engine_.get(), const_cast<void*>(data)), "dnnl_memory_create");
+        return dnnl_memory_handle(m);
+    }
+    /// Runs p to completion on the calling thread.
+    void execute(const_dnnl_primitive_t p, std::initializer_list<dnnl_exec_arg_t> args) const {
+        dnnl_stream_t s_raw = nullptr;
+        dnnl_check(dnnl_stream_create(&s_raw, engine_.get(), dnnl_stream_default_flags), "dnnl_stream_create");
+        const dnnl_stream_handle s(s_raw);
+        dnnl_check(dnnl_primitive_execute(p, s.get(), static_cast<int>(args.size()), args.begin()), "dnnl_primitive_execute");
+        dnnl_check(dnnl_stream_wait(s.get()), "dnnl_stream_wait");
+    }
+
+    /// w_stride: the plain W's row stride, 0 for prepacked weights (part of the shape class).
+    /// x is staged (copied, zero-padded to a multiple of row_quantum rows, rounded to bf16 for
+    /// bf16 products) where the kernels cannot read it in place; so is y where it is padded.
+    void run(const_matrix_view<float> x, const dnnl_memory_desc_t& wd, const void* w, index_t w_stride, bool round_bf16,
+             vector_view<const float> bias, matrix_view<float> y, epilogue e) const {
+        if (x.rows == 0) return;
+        const omp_threads_scope one(1);
+        const dnnl_data_type_t type = wd.data_type;
+        const index_t rows = (x.rows + row_quantum - 1) / row_quantum * row_quantum;
+        const bool padded = rows != x.rows;
+        // Staging per calling thread, grown as needed: a cache, never part of a result.
+        thread_local std::vector<std::uint16_t> xs16;
+        thread_local std::vector<float> xs32, ys;
+        const void* src = x.data;
+        index_t src_stride = x.stride;
+        if (type == dnnl_bf16) {
+            xs16.resize(static_cast<std::size_t>(rows * x.cols));
+            for (index_t r = 0; r < x.rows; ++r) {
+                const float* from = x.data + r * x.stride;
+                std::uint16_t* to = xs16.data() + r * x.cols;
+                for (index_t c = 0; c < x.cols; ++c) to[c] = to_bf16(from[c]);
+            }
+            std::fill(xs16.begin() + x.rows * x.cols, xs16.end(), std::uint16_t{0});
+            src = xs16.data(), src_stride = x.cols;
+        } else if (padded || round_bf16) {
+            xs32.assign(static_cast<std::size_t>(rows * x.cols), 0.0f);
+            for (index_t r = 0; r < x.rows; ++r) {
+                const float* from = x.data + r * x.stride;
+                float* to = xs32.data() + r * x.cols;
+                if (round_bf16)
+                    for (index_t c = 0; c < x.cols; ++c) to[c] = bf16_rounded(from[c]);
+                else
+                    std::copy_n(from, x.cols, to);
+            }
+            src = xs32.data(), src_stride = x.cols;
+        }
+        float* dst = y.data;
+        index_t dst_stride = y.stride;
+        if (padded) {
+            ys.resize(static_cast<std::size_t>(rows * y.cols));
+            dst = ys.data(), dst_stride = y.cols;
+        }
+        const entry& p = primitive(rows, x.cols, y.cols, src_stride, dst_stride, type, wd, w_stride, bias.size > 0, e);
+        thread_local std::vector<std::byte> scratch;
+        if (scratch.size() < p.scratchpad_bytes) scratch.resize(p.scratchpad_bytes);
+        const dnnl_memory_handle src_m = make_memory(rows_desc(rows, x.cols, src_stride, type), src), weights = make_memory(wd, w),
+                                 dst_m = make_memory(rows_desc(rows, y.cols, dst_stride), dst),
+                                 scratchpad = make_memory(p.scratchpad, scratch.data());
+        if (bias.size) {
+            const dnnl_memory_handle b = make_memory(rows_desc(1, y.cols, y.cols), bias.data);
+            execute(p.matmul.get(), {{DNNL_ARG_SRC, src_m.get()},
+                                     {DNNL_ARG_WEIGHTS, weights.get()},
+                                     {DNNL_ARG_BIAS, b.get()},
+                                     {DNNL_ARG_DST, dst_m.get()},
+                                     {DNNL_ARG_SCRATCHPAD, scratchpad.get()}});
+        } else {
+            execute(p.matmul.get(), {{DNNL_ARG_SRC, src_m.get()},
+                                     {DNNL_ARG_WEIGHTS, weights.get()},
+                                     {DNNL_ARG_DST, dst_m.get()},
+                                     {DNNL_ARG_SCRATCHPAD, scratchpad.get()}});
+        }
+        if (padded)
+            for (index_t r = 0; r < y.rows; ++r) std::copy_n(ys.data() + r * y.cols, y.cols, y.data + r * y.stride);
+    }
+
+    using key = std::tuple<index_t, index_t, index_t, index_t, index_t, dnnl_data_type_t, index_t, bool, epilogue>;
+    struct entry {
+        dnnl_primitive_handle matmul;
+        dnnl_memory_desc_t scratchpad{};
+        std::size_t scratchpad_bytes = 0;
+    };
+
+    /// The primitive of this shape class, made on first use (the weights' layout is a
+    /// function of in and out, so it is not part of the class).
+    const entry& primitive(index_t rows, index_t in, index_t out, index_t src_stride, index_t dst_stride, dnnl_data_type_t type,
+                           const dnnl_memory_desc_t& wd, index_t w_stride, bool has_bias, epilogue e) const {
+        const key k{rows, in, out, src_stride, dst_stride, type, w_stride, has_bias, e};
+        const std::lock_guard lock(mutex_);
+        if (auto it = primitives_.find(k); it != primitives_.end()) return it->second;
+        dnnl_post_ops_t ops_raw = nullptr;
+        dnnl_check(dnnl_post_ops_create(&ops_raw), "dnnl_post_ops_create");
+        const dnnl_post_ops_handle ops(ops_raw);
+        if (e == epilogue::gelu) dnnl_check(dnnl_post_ops_append_eltwise(ops.get(), 1.0f, dnnl_eltwise_gelu_erf, 0.0f, 0.0f), "append_eltwise");
+        if (e == epilogue::tanh) dnnl_check(dnnl_post_ops_append_eltwise(ops.get(), 1.0f, dnnl_eltwise_tanh, 0.0f, 0.0f), "append_eltwise");
+        dnnl_primitive_attr_t attr_raw = nullptr;
+        dnnl_check(dnnl_primitive_attr_create(&attr_raw), "dnnl_primitive_attr_create");
+        const dnnl_attr_handle attr(attr_raw);
+        dnnl_check(dnnl_primitive_attr_set_post_ops(attr.get(), ops.get()), "dnnl_primitive_attr_set_post_ops");
+        // The caller passes the scratch memory: concurrent calls on one primitive never share it.
+        dnnl_check(dnnl_primitive_attr_set_scratchpad_mode(attr.get(), dnnl_scratchpad_mode_user), "set_scratchpad_mode");
+        const dnnl_memory_desc_t bias_md = rows_desc(1, out, out);
+        const dnnl_primitive_desc_handle pd = matmul_desc(rows_desc(rows, in, src_stride, type), wd, has_bias ? &bias_md : nullptr,
+                                                          rows_desc(rows, out, dst_stride), attr.get());
+        entry made;
+        made.matmul = make_primitive(pd.get());
+        made.scratchpad = *dnnl_primitive_desc_query_md(pd.get(), dnnl_query_scratchpad_md, 0);
+        made.scratchpad_bytes = dnnl_memory_desc_get_size(&made.scratchpad);
+        return primitives_.emplace(k, std::move(made)).first->second;
+    }
+
+    dnnl_engine_handle engine_;
+    mutable std::mutex mutex_;
+    mutable std::optional<bool> bf16_kernels_;
+    mutable std::map<key, entry> primitives_;
+};
+
+inline dnnl_row_blocks::dnnl_row_blocks(index_t rows_, index_t in, index_t out, int threads) : rows(rows_) {
+    if (rows == 0) return;
+    constexpr index_t q = dnnl_products::row_quantum;
+    parallel = threads > 1 && rows * in * out >= min_parallel_macs;
+    per = max_rows;
+    // Few rows for the threads: share them, a multiple of the quantum each.
+    if (parallel && rows < max_rows * threads) per = std::max(q, ((rows + threads - 1) / threads + q - 1) / q * q);
+    count = (rows + per - 1) / per;
+    parallel = parallel && count > 1;
+}
+
+} // namespace hashee::detail
