@@ -19,12 +19,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
+#include <span>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -157,7 +157,8 @@ public:
         const dnnl_primitive_desc_handle rpd(rpd_raw);
         const dnnl_primitive_handle reorder = make_primitive(rpd.get());
         const dnnl_memory_handle from = make_memory(plain_md, w.data), to = make_memory(packed.desc, packed.data.get());
-        execute(reorder.get(), {{DNNL_ARG_FROM, from.get()}, {DNNL_ARG_TO, to.get()}});
+        const dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, from.get()}, {DNNL_ARG_TO, to.get()}};
+        execute(reorder.get(), args);
         return packed;
     }
 
@@ -259,11 +260,11 @@ private:
         return dnnl_memory_handle(m);
     }
     /// Runs p to completion on the calling thread.
-    void execute(const_dnnl_primitive_t p, std::initializer_list<dnnl_exec_arg_t> args) const {
+    void execute(const_dnnl_primitive_t p, std::span<const dnnl_exec_arg_t> args) const {
         dnnl_stream_t s_raw = nullptr;
         dnnl_check(dnnl_stream_create(&s_raw, engine_.get(), dnnl_stream_default_flags), "dnnl_stream_create");
         const dnnl_stream_handle s(s_raw);
-        dnnl_check(dnnl_primitive_execute(p, s.get(), static_cast<int>(args.size()), args.begin()), "dnnl_primitive_execute");
+        dnnl_check(dnnl_primitive_execute(p, s.get(), static_cast<int>(args.size()), args.data()), "dnnl_primitive_execute");
         dnnl_check(dnnl_stream_wait(s.get()), "dnnl_stream_wait");
     }
 
@@ -315,19 +316,13 @@ private:
         const dnnl_memory_handle src_m = make_memory(rows_desc(rows, x.cols, src_stride, type), src), weights = make_memory(wd, w),
                                  dst_m = make_memory(rows_desc(rows, y.cols, dst_stride), dst),
                                  scratchpad = make_memory(p.scratchpad, scratch.data());
-        if (bias.size) {
-            const dnnl_memory_handle b = make_memory(rows_desc(1, y.cols, y.cols), bias.data);
-            execute(p.matmul.get(), {{DNNL_ARG_SRC, src_m.get()},
-                                     {DNNL_ARG_WEIGHTS, weights.get()},
-                                     {DNNL_ARG_BIAS, b.get()},
-                                     {DNNL_ARG_DST, dst_m.get()},
-                                     {DNNL_ARG_SCRATCHPAD, scratchpad.get()}});
-        } else {
-            execute(p.matmul.get(), {{DNNL_ARG_SRC, src_m.get()},
-                                     {DNNL_ARG_WEIGHTS, weights.get()},
-                                     {DNNL_ARG_DST, dst_m.get()},
-                                     {DNNL_ARG_SCRATCHPAD, scratchpad.get()}});
-        }
+        const dnnl_memory_handle b = bias.size ? make_memory(rows_desc(1, y.cols, y.cols), bias.data) : nullptr;
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src_m.get()},
+                                  {DNNL_ARG_WEIGHTS, weights.get()},
+                                  {DNNL_ARG_DST, dst_m.get()},
+                                  {DNNL_ARG_SCRATCHPAD, scratchpad.get()},
+                                  {DNNL_ARG_BIAS, b.get()}};
+        execute(p.matmul.get(), std::span(args).first(b ? 5 : 4));
         if (padded)
             for (index_t r = 0; r < y.rows; ++r) std::copy_n(ys.data() + r * y.cols, y.cols, y.data + r * y.stride);
     }
