@@ -4,9 +4,10 @@
 // benchmark), the encoder's products at its shapes and then tokens/s and achieved GFLOP/s at
 // batch 1, 8, 32 and 64 on the SST-2 dev sentences and on fixed 128-token inputs, each as a
 // fraction of the peak; peak resident memory and the bytes of weights held beside the mapped
-// checkpoint. Each figure twice: fp32 products, and bf16 ones (against the AVX512_BF16 peak
-// where the CPU has one; elsewhere the bf16 numbers come from fp32 kernels, and the kernel
-// column says so).
+// checkpoint. Each figure in every precision the backend runs: fp32 products (against the fp32
+// FMA peak), bf16 ones (against the AVX512_BF16 peak where the CPU has one; elsewhere the bf16
+// numbers come from fp32 kernels, and the kernel column says so) and int8 ones (against the
+// AVX512_VNNI peak where the CPU has one).
 //
 //   build/bench/bench_encoder [--benchmark_min_time=2]        (scripts/bench.sh runs it)
 // Environment: HASHEE_MODEL_DIR, HASHEE_ELUE_DIR, HASHEE_THREADS (default: all cores).
@@ -17,8 +18,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <sys/resource.h>
@@ -39,16 +42,24 @@ std::string env_or(const char* var, const char* fallback) {
     return v && *v ? v : fallback;
 }
 
+/// The model loaded for one precision of the products, and the peak its products are held to.
+struct variant {
+    gemm_precision precision;
+    eigen_cpu backend;
+    model<eigen_cpu> m;
+    double peak_flops = 0; ///< FLOP/s (OP/s for int8) of the matching instructions; 0 where the CPU has none
+    const char* peak_name = "";
+};
+
 struct context {
     int threads;
-    eigen_cpu backend, backend16; // fp32 and bf16 products
-    model<eigen_cpu> m, m16;
+    std::vector<std::unique_ptr<variant>> variants; // fp32 first
     std::vector<encoding> sst2, fixed128;
-    double peak_flops = 0;      // the machine's fp32 FMA peak, FLOP/s, measured first
-    double peak_bf16_flops = 0; // its AVX512_BF16 dot peak; 0 where it has none
+    double peak_flops = 0; // the machine's fp32 FMA peak, FLOP/s, measured first
     std::map<std::string, double> results_flops, results_tokens;
-    struct product { double flops, flops16; std::string kernel, kernel16; };
+    struct product { std::vector<double> flops; std::vector<std::string> kernels; }; // per variant
     std::vector<std::pair<std::string, product>> products; // in measuring order
+    const variant& fp32() const { return *variants.front(); }
 };
 
 context* ctx = nullptr;
@@ -80,29 +91,33 @@ double measure_gemm(const eigen_cpu& b, index_t m, index_t k, index_t n, benchma
     return best;
 }
 
-void bm_gemm(benchmark::State& state) { measure_gemm(ctx->backend, state.range(0), state.range(1), state.range(2), &state); }
+void bm_gemm(benchmark::State& state) { measure_gemm(ctx->fp32().backend, state.range(0), state.range(1), state.range(2), &state); }
 
 /// The encoder's products (rows x in -> out) through the backend, each best of 10, with the
 /// kernel the product library chose for it, into c.products: the feed-forward and attention
 /// shapes at 4,096 and 1,024 rows, and at 64 and 16 rows.
 void measure_products(context& c) {
-    const index_t d = c.m.config().hidden_size, f = c.m.config().intermediate_size;
+    const index_t d = c.fp32().m.config().hidden_size, f = c.fp32().m.config().intermediate_size;
     const index_t shapes[][3] = {{4096, d, f}, {4096, f, d}, {1024, d, d}, {1024, d, f}, {64, d, f}, {64, f, d}, {16, d, d}};
-    for (const auto& s : shapes)
-        c.products.push_back({std::to_string(s[0]) + " rows, " + std::to_string(s[1]) + " -> " + std::to_string(s[2]),
-                              {measure_gemm(c.backend, s[0], s[1], s[2], nullptr), measure_gemm(c.backend16, s[0], s[1], s[2], nullptr),
-                               c.backend.product_kernel(s[0], s[1], s[2]), c.backend16.product_kernel(s[0], s[1], s[2])}});
+    for (const auto& s : shapes) {
+        context::product p;
+        for (const auto& v : c.variants) {
+            p.flops.push_back(measure_gemm(v->backend, s[0], s[1], s[2], nullptr));
+            p.kernels.push_back(v->backend.product_kernel(s[0], s[1], s[2]));
+        }
+        c.products.push_back({std::to_string(s[0]) + " rows, " + std::to_string(s[1]) + " -> " + std::to_string(s[2]), std::move(p)});
+    }
 }
 
 /// A kernel name that says the library runs its portable fallback, not code for this CPU:
-/// BLIS's 'generic' sub-configuration, oneDNN's reference implementations ("ref:").
+/// oneDNN's reference implementations ("ref:"), a 'generic' kernel.
 bool generic_fallback(const std::string& kernel) {
     return kernel.find("generic") != std::string::npos || kernel.find("ref:") != std::string::npos;
 }
 
-void bm_dense(benchmark::State& state, const std::vector<encoding>* inputs, std::string name, bool bf16) {
-    const model<eigen_cpu>& m = bf16 ? ctx->m16 : ctx->m;
-    const eigen_cpu& backend = bf16 ? ctx->backend16 : ctx->backend;
+void bm_dense(benchmark::State& state, const std::vector<encoding>* inputs, std::string name, const variant* v) {
+    const model<eigen_cpu>& m = v->m;
+    const eigen_cpu& backend = v->backend;
     const auto batch = static_cast<std::size_t>(state.range(0));
     // Consecutive batches of the input set (at most 64, whole ones where there are), cycled.
     const std::size_t whole = std::max<std::size_t>(1, std::min<std::size_t>(64, inputs->size() / batch));
@@ -112,7 +127,7 @@ void bm_dense(benchmark::State& state, const std::vector<encoding>* inputs, std:
     for (const packed_batch& b : batches) {
         std::vector<index_t> lengths;
         for (index_t q = 0; q < b.sequences(); ++q) lengths.push_back(b.length(q));
-        batch_flops.push_back(static_cast<double>(dense_macs(ctx->m.config(), std::span<const index_t>(lengths)).flops()));
+        batch_flops.push_back(static_cast<double>(dense_macs(m.config(), std::span<const index_t>(lengths)).flops()));
     }
     double flops = 0, tokens = 0;
     std::size_t next = 0;
@@ -130,7 +145,7 @@ void bm_dense(benchmark::State& state, const std::vector<encoding>* inputs, std:
         benchmark::Counter(static_cast<double>(state.iterations() * batch), benchmark::Counter::kIsRate);
     state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsRate);
     state.counters["of_peak"] = flops / secs / ctx->peak_flops;
-    const std::string key = name + (bf16 ? "/bf16/" : "/fp32/") + std::to_string(batch);
+    const std::string key = name + "/" + precision_name(v->precision) + "/" + std::to_string(batch);
     ctx->results_flops[key] = flops / secs;
     ctx->results_tokens[key] = tokens / secs;
 }
@@ -171,67 +186,77 @@ int main(int argc, char** argv) {
     const std::filesystem::path elue = env_or("HASHEE_ELUE_DIR", HASHEE_BENCH_ELUE_DIR);
     const int threads = std::stoi(env_or("HASHEE_THREADS", std::to_string(std::max(1u, std::thread::hardware_concurrency())).c_str()));
     const long rss_before = peak_rss_kib();
-    eigen_cpu backend(threads), backend16(threads, gemm_precision::bf16);
-    auto m = model<eigen_cpu>::load(model_dir, backend);
-    auto m16 = model<eigen_cpu>::load(model_dir, backend16);
-    context c{threads, std::move(backend), std::move(backend16), std::move(m), std::move(m16), {}, {}, 0, 0, {}, {}, {}};
+    context c{threads, {}, {}, {}, 0, {}, {}, {}};
     ctx = &c;
-    c.sst2 = load_sst2(c.m.tokenizer(), elue);
-    c.fixed128 = make_fixed128(c.m.tokenizer(), elue);
     const bench::machine_peaks peaks = bench::measure_machine_peaks(threads);
     c.peak_flops = peaks.fp32() * 1e9;
-    c.peak_bf16_flops = peaks.avx512_bf16.present() ? peaks.avx512_bf16.gflops * 1e9 : 0;
+    const std::tuple<gemm_precision, double, const char*> precisions[] = {
+        {gemm_precision::fp32, peaks.fp32(), "fp32 FMA"},
+        {gemm_precision::bf16, peaks.avx512_bf16.gflops, peaks.avx512_bf16.name},
+        {gemm_precision::int8, peaks.avx512_vnni.gflops, peaks.avx512_vnni.name}};
+    for (const auto& [precision, peak, peak_name] : precisions) {
+        try {
+            eigen_cpu backend(threads, precision);
+            auto m = model<eigen_cpu>::load(model_dir, backend);
+            c.variants.push_back(std::make_unique<variant>(variant{precision, std::move(backend), std::move(m), peak * 1e9, peak_name}));
+        } catch (const input_error& e) { // E63: a precision this build does not run
+            std::printf("%s products: not measured: %s\n", precision_name(precision), e.what());
+        }
+    }
+    c.sst2 = load_sst2(c.fp32().m.tokenizer(), elue);
+    c.fixed128 = make_fixed128(c.fp32().m.tokenizer(), elue);
     std::printf("CPU: %s; %d threads\nmachine peaks (register-resident loops, same run):\n", bench::cpu_model().c_str(), threads);
     for (const bench::peak* p : {&peaks.avx512_fp32, &peaks.avx2_fp32, &peaks.avx512_bf16, &peaks.avx512_vnni})
         std::printf("  %-22s %s\n", p->name, p->present() ? (std::to_string(static_cast<long>(p->gflops)) + " G/s").c_str() : "absent");
-    std::printf("products: %s (bf16: %s); the rest (attention, LayerNorm, GELU where not fused): %s\n",
-                c.backend.product_kernel().c_str(), c.backend16.product_kernel().c_str(), hashee::detail::eigen_simd_name().c_str());
+    for (const auto& v : c.variants) std::printf("%s products: %s\n", precision_name(v->precision), v->backend.product_kernel().c_str());
+    std::printf("the rest (attention, LayerNorm, GELU where not fused): %s\n", hashee::detail::eigen_simd_name().c_str());
     if (c.peak_flops <= 0) {
         std::fprintf(stderr, "bench_encoder: FAIL: no fp32 FMA peak could be measured (neither AVX-512 nor AVX2+FMA)\n");
         return 1;
     }
     measure_products(c);
-    std::printf("\n| product (best of 10) | fp32 GFLOP/s | of fp32 peak | kernel | bf16 GFLOP/s | of bf16 peak | bf16 kernel |\n"
-                "|---|---|---|---|---|---|---|\n");
-    for (const auto& [shape, p] : c.products) {
-        const std::string of16 = c.peak_bf16_flops > 0 ? std::to_string(static_cast<int>(100 * p.flops16 / c.peak_bf16_flops)) + "%"
-                                                       : "no bf16 peak";
-        std::printf("| %s | %.1f | %.0f%% | %s | %.1f | %s | %s |\n", shape.c_str(), p.flops / 1e9, 100 * p.flops / c.peak_flops,
-                    p.kernel.c_str(), p.flops16 / 1e9, of16.c_str(), p.kernel16.c_str());
-    }
+    std::printf("\n| product (best of 10) | precision | GFLOP/s (GOP/s for int8) | of its peak | kernel |\n|---|---|---|---|---|\n");
     for (const auto& [shape, p] : c.products)
-        if (generic_fallback(p.kernel) || generic_fallback(p.kernel16)) {
-            std::fprintf(stderr, "bench_encoder: FAIL: the product library fell back to generic kernels on this CPU for %s (%s): "
-                                 "its figures measure the fallback, not the machine\n", shape.c_str(),
-                         (generic_fallback(p.kernel) ? p.kernel : p.kernel16).c_str());
-            return 1;
+        for (std::size_t i = 0; i < c.variants.size(); ++i) {
+            const variant& v = *c.variants[i];
+            const std::string of = v.peak_flops > 0 ? std::to_string(static_cast<int>(100 * p.flops[i] / v.peak_flops)) + "% of " + v.peak_name
+                                                    : std::string("no ") + v.peak_name + " on this CPU";
+            std::printf("| %s | %s | %.1f | %s | %s |\n", shape.c_str(), precision_name(v.precision), p.flops[i] / 1e9, of.c_str(),
+                        p.kernels[i].c_str());
         }
+    for (const auto& [shape, p] : c.products)
+        for (const std::string& kernel : p.kernels)
+            if (generic_fallback(kernel)) {
+                std::fprintf(stderr, "bench_encoder: FAIL: the product library fell back to generic kernels on this CPU for %s (%s): "
+                                     "its figures measure the fallback, not the machine\n", shape.c_str(), kernel.c_str());
+                return 1;
+            }
 
     benchmark::Initialize(&argc, argv);
     benchmark::RegisterBenchmark("gemm", bm_gemm)->Args({1536, 1536, 1536})->Args({4096, 384, 1536})->Args({4096, 1536, 384})->UseRealTime()->Unit(benchmark::kMillisecond);
-    for (const bool bf16 : {false, true})
+    for (const auto& v : c.variants)
         for (int b : {1, 8, 32, 64}) {
-            const std::string prefix = bf16 ? "dense_bf16/" : "dense/";
-            benchmark::RegisterBenchmark((prefix + "sst2_dev/batch").c_str(), bm_dense, &c.sst2, std::string("sst2_dev"), bf16)
+            const std::string prefix = std::string("dense_") + precision_name(v->precision) + "/";
+            benchmark::RegisterBenchmark((prefix + "sst2_dev/batch").c_str(), bm_dense, &c.sst2, std::string("sst2_dev"), v.get())
                 ->Arg(b)->UseRealTime()->Unit(benchmark::kMillisecond);
-            benchmark::RegisterBenchmark((prefix + "fixed128/batch").c_str(), bm_dense, &c.fixed128, std::string("fixed128"), bf16)
+            benchmark::RegisterBenchmark((prefix + "fixed128/batch").c_str(), bm_dense, &c.fixed128, std::string("fixed128"), v.get())
                 ->Arg(b)->UseRealTime()->Unit(benchmark::kMillisecond);
         }
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
 
-    std::printf("\n| input | products | batch | tokens/s | GFLOP/s | of fp32 peak |\n|---|---|---|---|---|---|\n");
+    std::printf("\n| input | products | batch | tokens/s | GFLOP/s (as fp32 FLOPs) | of fp32 peak |\n|---|---|---|---|---|---|\n");
     for (const auto& [key, f] : c.results_flops) {
         const auto a = key.find('/'), b = key.find('/', a + 1);
         std::printf("| %s | %s | %s | %.0f | %.1f | %.0f%% |\n", key.substr(0, a).c_str(), key.substr(a + 1, b - a - 1).c_str(),
                     key.substr(b + 1).c_str(), c.results_tokens[key], f / 1e9, 100 * f / c.peak_flops);
     }
     const auto file_bytes = std::filesystem::file_size(model_dir / "model.safetensors");
-    std::printf("\nfp32 FMA peak %.1f GFLOP/s (%d threads). Peak RSS %.1f MiB (%.1f MiB before loading); "
-                "checkpoint %.1f MiB (mapped), weight bytes held beside it: %zu converted, %zu prepacked for the fp32 products "
-                "(%zu for the bf16 ones)\n",
-                c.peak_flops / 1e9, threads, peak_rss_kib() / 1024.0, rss_before / 1024.0,
-                static_cast<double>(file_bytes) / (1 << 20), c.m.encoder().weights().owned_bytes(),
-                c.m.encoder().weights().prepared_bytes(), c.m16.encoder().weights().prepared_bytes());
+    std::printf("\nfp32 FMA peak %.1f GFLOP/s (%d threads). Peak RSS %.1f MiB (%.1f MiB before loading, all %zu models loaded); "
+                "checkpoint %.1f MiB (mapped), weight bytes held beside it: %zu converted; prepacked for the products:",
+                c.peak_flops / 1e9, threads, peak_rss_kib() / 1024.0, rss_before / 1024.0, c.variants.size(),
+                static_cast<double>(file_bytes) / (1 << 20), c.fp32().m.encoder().weights().owned_bytes());
+    for (const auto& v : c.variants) std::printf(" %s %zu", precision_name(v->precision), v->m.encoder().weights().prepared_bytes());
+    std::printf("\n");
     return 0;
 }

@@ -76,7 +76,9 @@ endif()
 # set at run time (AVX2, AVX-512, AVX512_BF16, AMX), so one build runs at speed on each.
 # Debian's build threads through OpenMP: hashee runs every call on one thread from its own pool
 # (omp_set_num_threads(1) in that thread, restored after), so the OpenMP library is linked (its
-# functions only, no -fopenmp). Optional: without it BLIS or Eigen does the products.
+# functions only, no -fopenmp). Optional: without it Eigen does the products. (BLIS, once an
+# alternative, was removed: Debian's BLIS 0.9 runs its generic kernels on Zen 5 and its haswell
+# ones on Emerald Rapids, behind oneDNN on every encoder shape measured; docs/benchmarks.md.)
 option(HASHEE_USE_DNNL "Use oneDNN for the CPU products when it is found" ON)
 if(NOT TARGET hashee_dnnl)
   add_library(hashee_dnnl INTERFACE IMPORTED)
@@ -95,30 +97,4 @@ endif()
 if(HASHEE_REQUIRE_DNNL AND NOT HASHEE_HAS_DNNL)
   message(FATAL_ERROR "HASHEE_REQUIRE_DNNL: oneDNN (find_package(dnnl); Debian: apt-get install libdnnl-dev) "
                       "and GCC's OpenMP library were not found, or HASHEE_USE_DNNL is OFF")
-endif()
-# BLIS, single-threaded (Debian: libblis-serial-dev): the CPU GEMMs (eigen_cpu's linear and the
-# Thrust CPU systems' products) go through bli_sgemm, 1.15-1.25x Eigen's products on our 2-core EPYC
-# (docs/benchmarks.md). Optional: without it Eigen does the products and HASHEE_HAS_BLIS stays
-# undefined. hashee does the threading itself and calls BLIS from its workers; BLIS is
-# thread-safe and runs each call on one thread unless BLIS_NUM_THREADS says otherwise.
-option(HASHEE_USE_BLIS "Use BLIS for the CPU GEMMs when it is found" ON)
-if(NOT TARGET hashee_blis)
-  add_library(hashee_blis INTERFACE IMPORTED)
-  set(HASHEE_HAS_BLIS OFF)
-  if(HASHEE_USE_BLIS)
-    find_path(HASHEE_BLIS_INCLUDE_DIR blis.h PATH_SUFFIXES blis x86_64-linux-gnu/blis-serial aarch64-linux-gnu/blis-serial)
-    find_library(HASHEE_BLIS_LIBRARY NAMES blis
-                 PATHS /usr/lib/x86_64-linux-gnu/blis-serial /usr/lib/aarch64-linux-gnu/blis-serial)
-    if(HASHEE_BLIS_INCLUDE_DIR AND HASHEE_BLIS_LIBRARY)
-      set(HASHEE_HAS_BLIS ON)
-      set_target_properties(hashee_blis PROPERTIES
-        INTERFACE_INCLUDE_DIRECTORIES "${HASHEE_BLIS_INCLUDE_DIR}"
-        INTERFACE_LINK_LIBRARIES "${HASHEE_BLIS_LIBRARY}"
-        INTERFACE_COMPILE_DEFINITIONS "HASHEE_HAS_BLIS=1")
-    endif()
-  endif()
-endif()
-if(HASHEE_REQUIRE_BLIS AND NOT HASHEE_HAS_BLIS)
-  message(FATAL_ERROR "HASHEE_REQUIRE_BLIS: BLIS (blis.h and libblis; Debian: apt-get install libblis-serial-dev) "
-                      "was not found, or HASHEE_USE_BLIS is OFF")
 endif()

@@ -2,11 +2,11 @@
 //
 //   hashee embed --model DIR [--input FILE | --tsv FILE --column NAME [--column NAME]]
 //                [--exit TABLE [--kv keep|drop]] [--output FILE] [--batch-size N] [--threads N]
-//                [--backend B] [--precision fp32|bf16|fp16]
+//                [--backend B] [--precision fp32|bf16|int8|fp16]
 //   hashee hash build --model DIR --policy P [--corpus TSV --column NAME... [--label-column L]]
 //                [--buckets B | --target X [--kv keep|drop]] [--seed S] --out TABLE
 //   hashee eval --model DIR [--elue DIR] [--tasks stsb,sst2] [--policies ...] [--targets 1.5,2,3]
-//                [--kv keep,drop] [--backend B] [--precision fp32|bf16|fp16] [--out DIR]
+//                [--kv keep,drop] [--backend B] [--precision fp32|bf16|int8|fp16] [--out DIR]
 //   hashee baselines --model DIR [--elue DIR] [--tasks sst2,stsb] [--train-samples N] [--epochs E] [--heads-read mean|cls]
 //                [--out DIR]
 //
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
     embed->add_option("--max-length", eo.max_length, "Truncate to this many tokens (default: the model's)")
         ->check(CLI::Range(2, 100000));
     embed->add_flag("--quiet", eo.quiet, "No progress or summary on stderr");
-    embed->add_option("--precision", eo.precision, "The products' inputs: fp32, bf16 (eigen with oneDNN; cuda) or fp16 (cuda)");
+    embed->add_option("--precision", eo.precision, "The products' inputs: fp32, bf16 (eigen with oneDNN; cuda), int8 (eigen with oneDNN) or fp16 (cuda)");
     embed->add_option("--backend", eo.backend, "eigen, thrust-omp or thrust-cpp (cuda where built by nvcc)")
         ->check(CLI::IsMember({"eigen", "thrust-omp", "thrust-cpp", "cuda"}));
 
@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
     eval->add_option("--batch-size", vo.batch_size, "Sentences per forward pass")->check(CLI::Range(1, 4096));
     eval->add_option("--limit", vo.limit, "Use only the first N examples of each split (quick checks)");
     eval->add_option("--seed", vo.seed, "Seed of the hashes and the probe");
-    eval->add_option("--precision", vo.precision, "The products' inputs: fp32, bf16 (eigen with oneDNN; cuda) or fp16 (cuda)");
+    eval->add_option("--precision", vo.precision, "The products' inputs: fp32, bf16 (eigen with oneDNN; cuda), int8 (eigen with oneDNN) or fp16 (cuda)");
     eval->add_option("--backend", vo.backend, "eigen, thrust-omp or thrust-cpp (cuda where built by nvcc)")
         ->check(CLI::IsMember({"eigen", "thrust-omp", "thrust-cpp", "cuda"}));
     eval->add_option("--out", vo.out_dir, "Write hashee-results.md and plots (SVG) here");

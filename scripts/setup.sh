@@ -17,7 +17,7 @@ declare -A FILE_SHA256=(
   [tokenizer_config.json]=acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b
 )
 PACKAGES=(cmake make g++ libeigen3-dev catch2 nlohmann-json3-dev libutf8proc-dev libcli11-dev
-          libbenchmark-dev libblis-serial-dev libdnnl-dev)
+          libbenchmark-dev libdnnl-dev)
 # Any python3 with pip will do (Debian's, or one from pyenv).
 python3 -m pip --version >/dev/null 2>&1 || PACKAGES+=(python3 python3-pip)
 

@@ -180,20 +180,24 @@ assert len(a) == len(b) == 2
 assert max(abs(x - y) for u, v in zip(a, b) for x, y in zip(u, v)) < 1e-4
 PY
 expect_error "[E62] backend 'cuda'" embed --model "$model" --input "$tmp/in.txt" --backend cuda --quiet
-# --precision: bf16 products stay within cosine 0.9999 of fp32; unknown or unavailable ones are E63.
-"$bin" embed --model "$model" --input "$tmp/in.txt" --precision bf16 --quiet > "$tmp/bf16.jsonl"
-python3 - "$tmp/out.jsonl" "$tmp/bf16.jsonl" <<'PY' || fail "--precision bf16 strays from fp32"
+# --precision: bf16 and int8 products stay within cosine 0.9999 and 0.98 of fp32; unknown or
+# unavailable ones are E63.
+for p in bf16:0.9999 int8:0.98; do
+  "$bin" embed --model "$model" --input "$tmp/in.txt" --precision "${p%%:*}" --quiet > "$tmp/${p%%:*}.jsonl"
+  python3 - "$tmp/out.jsonl" "$tmp/${p%%:*}.jsonl" "${p#*:}" <<'PY' || fail "--precision ${p%%:*} strays from fp32"
 import json, math, sys
 a = [json.loads(l)["embedding"] for l in open(sys.argv[1])]
 b = [json.loads(l)["embedding"] for l in open(sys.argv[2])]
 assert len(a) == len(b) == 2
 for u, v in zip(a, b):
     c = sum(x * y for x, y in zip(u, v)) / math.sqrt(sum(x * x for x in u) * sum(y * y for y in v))
-    assert 0.9999 <= c < 1.0, c
+    assert float(sys.argv[3]) <= c < 1.0, c
 PY
+done
 expect_error "[E63] unknown precision 'fp8'" embed --model "$model" --input "$tmp/in.txt" --precision fp8 --quiet
 expect_error "[E63] eigen: fp16" embed --model "$model" --input "$tmp/in.txt" --precision fp16 --quiet
 expect_error "[E63] thrust-cpp: bf16" embed --model "$model" --input "$tmp/in.txt" --backend thrust-cpp --precision bf16 --quiet
+expect_error "[E63] thrust-omp: int8" embed --model "$model" --input "$tmp/in.txt" --backend thrust-omp --precision int8 --quiet
 for o in o12 o13 o15; do ls "$tmp" | grep -q "^$o" && fail "left an output file behind: $o"; done
 
 echo "cli: all checks passed"

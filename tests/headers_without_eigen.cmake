@@ -1,9 +1,9 @@
-# The CUDA backend's headers need no Eigen and no BLIS (cmake -P; CTest headers.cuda_without_eigen).
+# The CUDA backend's headers need no Eigen and no oneDNN (cmake -P; CTest headers.cuda_without_eigen).
 #   CXX      the C++ compiler: compiles <hashee/backend/thrust_backend.hpp> (-fsyntax-only)
 #   NVCC     nvcc, or empty: compiles <hashee/backend/cuda.cuh> (an object, no GPU needed)
 #   INCLUDE  hashee's include dir; CCCL: CCCL's include dir for CXX (nvcc brings its own)
 #   WORK     a scratch directory
-# Neither compiler is given an Eigen, BLIS or OpenMP include dir, and the list of files each
+# Neither compiler is given an Eigen, oneDNN or OpenMP include dir, and the list of files each
 # translation unit includes (-M) must name none of them.
 cmake_minimum_required(VERSION 3.21)
 foreach(var IN ITEMS CXX INCLUDE CCCL WORK)
@@ -16,7 +16,7 @@ file(MAKE_DIRECTORY ${WORK})
 
 function(check_closure what deps_file)
   file(READ ${deps_file} deps)
-  string(REGEX MATCHALL "[^ \t\r\n\\\\]*(Eigen/|unsupported/Eigen|blis\\.h|/omp\\.h)[^ \t\r\n\\\\]*" found "${deps}")
+  string(REGEX MATCHALL "[^ \t\r\n\\\\]*(Eigen/|unsupported/Eigen|oneapi/dnnl/dnnl\\.h|/omp\\.h)[^ \t\r\n\\\\]*" found "${deps}")
   if(found)
     list(REMOVE_DUPLICATES found)
     message(FATAL_ERROR "${what} includes ${found}")
@@ -24,7 +24,7 @@ function(check_closure what deps_file)
   string(REGEX MATCHALL "hashee/[a-z_/]+\\.(hpp|cuh)" own "${deps}")
   list(REMOVE_DUPLICATES own)
   list(LENGTH own n)
-  message(STATUS "${what}: ${n} hashee headers, none of Eigen, BLIS or OpenMP")
+  message(STATUS "${what}: ${n} hashee headers, none of Eigen, oneDNN or OpenMP")
 endfunction()
 
 function(run what)

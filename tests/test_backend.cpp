@@ -234,6 +234,7 @@ TEMPLATE_LIST_TEST_CASE("select_rows lists the rows still active, in order (a st
 TEST_CASE("the Thrust CPU systems take fp32 GEMMs only and heads up to 128 wide", "[backend]") {
     CHECK_THROWS_ID_AS(thrust_backend<thrust_omp>(1, gemm_precision::fp16), input_error, "E63");
     CHECK_THROWS_ID_AS(thrust_backend<thrust_cpp>(1, gemm_precision::bf16), input_error, "E63");
+    CHECK_THROWS_ID_AS(thrust_backend<thrust_omp>(1, gemm_precision::int8), input_error, "E63");
     CHECK_THROWS_ID_AS(thrust_backend<thrust_cpp>(0), input_error, "E22");
     const thrust_backend<thrust_cpp> b;
     const std::vector<std::int32_t> offsets{0, 1};
@@ -251,6 +252,7 @@ TEST_CASE("a failure the CUDA runtime or cuBLAS reports is a device_error", "[ba
     CHECK_THROWS_ID_AS(detail::cuda_check(cudaErrorInvalidValue, "upload"), device_error, "E85");
     CHECK_THROWS_ID_AS(detail::cuda_check(CUBLAS_STATUS_INVALID_VALUE, "cublasSgemm"), device_error, "E85");
     CHECK_NOTHROW(detail::cuda_check(cudaSuccess, "upload"));
+    CHECK_THROWS_ID_AS(thrust_backend<thrust_cuda>(1, gemm_precision::int8), input_error, "E63"); // int8 is eigen's
 }
 
 TEST_CASE("fp16 and bf16 GEMMs accumulate in fp32 within their stated tolerances", "[backend][cuda]") {
@@ -349,6 +351,57 @@ TEST_CASE("eigen_cpu's bf16 products: x and W rounded to bf16 (to nearest even),
             worst_plain = std::max(worst_plain, std::abs(exact - y32[r * out + c]) / (1.0 + std::abs(exact)));
         }
     CHECK(worst_plain < 2e-5);
+}
+
+TEST_CASE("eigen_cpu's int8 products: W per output channel, x per row, exact int32 sums scaled back to fp32",
+          "[backend]") {
+    using hashee::detail::quantize_int8;
+    // Quantization: symmetric, scale max|x| / 127, ties to even, an all-zero row has scale 1.
+    {
+        const std::vector<float> v = {1.27f, -0.635f, 0.005f, 0.015f, 0.0f};
+        std::vector<std::int8_t> q(v.size());
+        CHECK(quantize_int8(v.data(), 5, q.data()) == Approx(0.01f));
+        CHECK(q == std::vector<std::int8_t>{127, -64, 0, 2, 0}); // -63.5 -> -64 and 0.5 -> 0 (even), 1.5 -> 2
+        const std::vector<float> zero(4, 0.0f);
+        CHECK(quantize_int8(zero.data(), 4, q.data()) == 1.0f);
+    }
+    const int threads = GENERATE(1, 2);
+    const eigen_cpu b(threads, gemm_precision::int8);
+    const auto [n, in, out] = GENERATE(table<index_t, index_t, index_t>({{1, 384, 384}, {17, 64, 48}, {64, 384, 1536}, {300, 1536, 384}}));
+    const auto e = GENERATE(epilogue::none, epilogue::gelu, epilogue::tanh);
+    CAPTURE(threads, n, in, out, static_cast<int>(e));
+    hashee::detail::random_source rng(static_cast<std::uint64_t>(n * 31 + in + out));
+    const auto x = random_vector(n * in, rng), w = random_vector(out * in, rng, 0.1f), bias = random_vector(out, rng);
+    std::vector<float> y(static_cast<std::size_t>(n * out));
+    const auto prepared = b.prepare_weight({w.data(), out, in});
+    b.linear({x.data(), n, in}, prepared, {bias.data(), out}, {y.data(), n, out}, e);
+    std::vector<std::int8_t> qx(static_cast<std::size_t>(n * in)), qw(static_cast<std::size_t>(out * in));
+    std::vector<float> sx(static_cast<std::size_t>(n)), sw(static_cast<std::size_t>(out));
+    for (index_t r = 0; r < n; ++r) sx[r] = quantize_int8(x.data() + r * in, in, qx.data() + r * in);
+    for (index_t c = 0; c < out; ++c) sw[c] = quantize_int8(w.data() + c * in, in, qw.data() + c * in);
+    double worst = 0, worst_fp32 = 0;
+    for (index_t r = 0; r < n; ++r)
+        for (index_t c = 0; c < out; ++c) {
+            std::int64_t sum = 0;
+            double exact = bias[c];
+            for (index_t k = 0; k < in; ++k) {
+                sum += std::int64_t{qx[r * in + k]} * qw[c * in + k];
+                exact += double(x[r * in + k]) * w[c * in + k];
+            }
+            double acc = double(sum) * sx[r] * sw[c] + bias[c];
+            if (e == epilogue::gelu) acc = gelu_exact(acc), exact = gelu_exact(exact);
+            if (e == epilogue::tanh) acc = std::tanh(acc), exact = std::tanh(exact);
+            worst = std::max(worst, std::abs(acc - y[r * out + c]) / (1.0 + std::abs(acc)));
+            worst_fp32 = std::max(worst_fp32, std::abs(exact - y[r * out + c]) / (1.0 + std::abs(exact)));
+        }
+    CAPTURE(worst, worst_fp32);
+    CHECK(worst < 2e-6);      // the integer product, exactly summed, scaled back in fp32
+    CHECK(worst_fp32 > 1e-4); // and not an fp32 product: the inputs were quantized
+    CHECK(worst_fp32 < 0.25); // but near it (worst element: 0.16 at 1,536 inputs)
+    // The integers and their scales are what is kept: a quarter of fp32's bytes, plus a scale per row of W.
+    CHECK(b.weight_bytes(prepared) >= static_cast<std::size_t>(out * in) + out * sizeof(float));
+    CHECK(b.weight_bytes(prepared) < static_cast<std::size_t>(out * in) * sizeof(float));
+    CHECK_THAT(b.product_kernel(), Catch::Matchers::Contains("oneDNN"));
 }
 
 TEST_CASE("a failure oneDNN reports is a device_error naming the call", "[backend]") {

@@ -37,7 +37,7 @@ struct eval_options {
     std::size_t limit = 0; ///< use only this many examples of each split (0: all)
     std::uint64_t seed = 0;
     std::string backend = "eigen";
-    std::string precision = "fp32"; ///< the encoder's products (fp32, bf16; fp16 on CUDA)
+    std::string precision = "fp32"; ///< the encoder's products (fp32, bf16, int8; fp16 on CUDA)
 };
 
 struct eval_row {

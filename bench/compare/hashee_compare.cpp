@@ -4,6 +4,7 @@
 //   hc_model* hc_open(model_dir, exit_table_or_null, threads, err, err_len)
 //   hc_model* hc_open_precision(model_dir, exit_table_or_null, threads, precision, err, err_len)
 //   int       hc_embed(model, ids, lengths, batch, out, flops, err, err_len)
+//   int       hc_product_kernel(model, out, out_len)
 //   void      hc_close(model)
 //
 // hc_embed runs the encoder on `batch` sequences packed back to back in `ids` (sequence i has
@@ -12,7 +13,10 @@
 // runs HashEE (exited tokens kept as keys and values); `flops`, when not null, receives
 // {dense FLOPs, FLOPs that ran}. Errors return a non-zero status (null from hc_open) with the
 // message in err. hc_open's products are fp32; hc_open_precision takes the precision by name
-// ("fp32", "bf16"; hashee::parse_precision), an unknown or unavailable one failing with E63.
+// ("fp32", "bf16", "int8"; hashee::parse_precision), an unknown or unavailable one failing with E63.
+// hc_product_kernel writes the library and kernel that run the model's products on this
+// machine (eigen_cpu::product_kernel, e.g. "oneDNN 2.6.3, brg:avx512_core_vnni") into out,
+// truncated to out_len - 1 characters, and returns its full length.
 
 #include <cstdint>
 #include <cstring>
@@ -100,6 +104,20 @@ int hc_embed(const hc_model* m, const std::int32_t* ids, const std::int32_t* len
 }
 
 int hc_hidden_size(const hc_model* m) { return static_cast<int>(m->m.config().hidden_size); }
+
+int hc_product_kernel(const hc_model* m, char* out, std::size_t out_len) {
+    try {
+        const std::string k = m->cpu.product_kernel();
+        if (out && out_len > 0) {
+            std::strncpy(out, k.c_str(), out_len - 1);
+            out[out_len - 1] = '\0';
+        }
+        return static_cast<int>(k.size());
+    } catch (const std::exception& e) {
+        set_error(out, out_len, e);
+        return -1;
+    }
+}
 
 void hc_close(hc_model* m) { delete m; }
 

@@ -19,6 +19,7 @@ hc_model* hc_open_precision(const char* model_dir, const char* exit_table, int t
 int hc_embed(const hc_model* m, const int32_t* ids, const int32_t* lengths, int batch, float* out, double* flops, char* err,
              size_t err_len);
 int hc_hidden_size(const hc_model* m);
+int hc_product_kernel(const hc_model* m, char* out, size_t out_len);
 void hc_close(hc_model* m);
 
 #ifdef __cplusplus

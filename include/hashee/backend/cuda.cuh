@@ -1,7 +1,7 @@
 #pragma once
 // Thrust's CUDA system for thrust_backend (thrust_backend.hpp): nvcc only, with
 // --expt-relaxed-constexpr (the CMake target hashee::cuda adds it, with cuBLAS and the CUDA
-// runtime). Its include closure holds neither Eigen nor BLIS (tests: headers.cuda_without_eigen).
+// runtime). Its include closure holds neither Eigen nor oneDNN (tests: headers.cuda_without_eigen).
 //  - memory: thrust::device_vector; upload/download are cudaMemcpy.
 //  - GEMM: cuBLAS, cublasSgemm in fp32; with gemm_precision::fp16 or bf16, cublasGemmEx on
 //    16-bit inputs with fp32 accumulation (tensor cores). Inputs and weights are converted per
@@ -64,6 +64,8 @@ struct to_16bit {
 class cublas_gemm {
 public:
     explicit cublas_gemm(gemm_precision precision) : state_(std::make_shared<state>()) {
+        if (precision == gemm_precision::int8)
+            detail::unsupported_precision("thrust-cuda", precision, "it runs fp32, fp16 and bf16; int8 is eigen's");
         state_->precision = precision;
         cuda_check(cublasCreate(&state_->handle), "cublasCreate");
     }

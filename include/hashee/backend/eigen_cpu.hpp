@@ -1,7 +1,7 @@
 #pragma once
 // The CPU backend: the products through oneDNN where hashee was built with it (HASHEE_HAS_DNNL:
-// matmul primitives on weights prepacked at load, detail/dnnl_products.hpp), else through BLIS
-// or Eigen 3.4 (detail/eigen_kernels.hpp); the row-wise work and attention in Eigen; a
+// matmul primitives on weights prepacked at load, detail/dnnl_products.hpp), else through
+// Eigen 3.4 (detail/eigen_kernels.hpp); the row-wise work and attention in Eigen; a
 // caller-sized thread pool for all parallelism, the products included (each oneDNN call runs on
 // one of its threads). No global state: each eigen_cpu owns its pool and its primitives, and
 // the thread count is the caller's choice.
@@ -23,7 +23,7 @@
 #include <hashee/backend/precision.hpp>
 #include <hashee/backend/detail/checks.hpp>
 #include <hashee/backend/detail/eigen_kernels.hpp>
-// HASHEE_EIGEN_GEMM keeps the products off oneDNN as off BLIS (the tests run that path too).
+// HASHEE_EIGEN_GEMM keeps the products off oneDNN (the tests run that path too).
 #if HASHEE_HAS_DNNL && !defined(HASHEE_EIGEN_GEMM)
 #define HASHEE_GEMM_BY_DNNL 1
 #include <hashee/backend/detail/dnnl_products.hpp>
@@ -40,12 +40,12 @@ public:
     using buffer = std::vector<T, Eigen::aligned_allocator<T>>;
 
     /// `threads` threads take part in every operation: the caller's and threads - 1 workers.
-    /// `precision`: the products' inputs (precision.hpp); bf16 needs hashee built with oneDNN.
+    /// `precision`: the products' inputs (precision.hpp); bf16 and int8 need hashee built with oneDNN.
     explicit eigen_cpu(int threads = 1, gemm_precision precision = gemm_precision::fp32)
         : precision_(precision), threads_(threads) {
         if (threads < 1) throw input_error("E22", "eigen_cpu: thread count must be >= 1, got " + std::to_string(threads));
 #if HASHEE_GEMM_BY_DNNL
-        if (precision == gemm_precision::fp16) detail::unsupported_precision("eigen", precision, "it runs fp32 and bf16");
+        if (precision == gemm_precision::fp16) detail::unsupported_precision("eigen", precision, "it runs fp32, bf16 and int8");
 #else
         if (precision != gemm_precision::fp32)
             detail::unsupported_precision("eigen", precision, "this build has no oneDNN: it runs fp32");
@@ -66,14 +66,14 @@ public:
 
     /// The library and kernels that do this backend's products on this machine, at the shape
     /// rows x in -> out (benchmarks print it): oneDNN's implementation name (e.g.
-    /// "brg:avx512_core"), BLIS's sub-configuration or Eigen's instruction sets.
+    /// "brg:avx512_core") or Eigen's instruction sets.
     std::string product_kernel(index_t rows = 1024, index_t in = 384, index_t out = 1536) const {
 #if HASHEE_GEMM_BY_DNNL
         return "oneDNN " + std::to_string(dnnl_version()->major) + "." + std::to_string(dnnl_version()->minor) + "." +
                std::to_string(dnnl_version()->patch) + ", " + products_->kernel(rows, in, out, dnnl_type());
 #else
         (void)rows, (void)in, (void)out;
-        return detail::product_kernel_name();
+        return detail::eigen_simd_name();
 #endif
     }
 
@@ -87,14 +87,14 @@ public:
 
     // ---- algebra ------------------------------------------------------------------------
 #if HASHEE_GEMM_BY_DNNL
-    /// W [out, in] prepacked at load for oneDNN's kernels in the backend's precision, beside
-    /// its plain view.
+    /// W [out, in] prepacked at load for oneDNN's kernels in the backend's precision (converted
+    /// to bf16, or quantized to int8 per output channel), beside its plain view.
     struct weight_matrix {
         const_matrix_view<float> plain;
         detail::prepacked_weight packed;
     };
     weight_matrix prepare_weight(const_matrix_view<float> w) const { return {w, products_->prepack(w, dnnl_type())}; }
-    std::size_t weight_bytes(const weight_matrix& w) const { return w.packed.bytes; }
+    std::size_t weight_bytes(const weight_matrix& w) const { return w.packed.bytes + w.packed.channel_scales.size() * sizeof(float); }
 
     /// y = x W^T + bias, then `e`; W is [out, in]. Row blocks (detail::dnnl_row_blocks) go to the pool's
     /// threads, each one oneDNN call on its thread. On a plain W the product is fp32; on a
@@ -217,7 +217,9 @@ private:
         else run(0, blocks.count);
     }
 
-    dnnl_data_type_t dnnl_type() const { return precision_ == gemm_precision::bf16 ? dnnl_bf16 : dnnl_f32; }
+    dnnl_data_type_t dnnl_type() const {
+        return precision_ == gemm_precision::bf16 ? dnnl_bf16 : precision_ == gemm_precision::int8 ? dnnl_s8 : dnnl_f32;
+    }
 
     std::unique_ptr<detail::dnnl_products> products_;
 #endif

@@ -3,8 +3,8 @@
 //  - thrust_backend<thrust_omp>: OpenMP's threads (OMP_NUM_THREADS);
 //  - thrust_backend<thrust_cpp>: the calling thread.
 // Memory is host memory; the GEMM is eigen_cpu's host products (oneDNN's matmul on row blocks,
-// detail::dnnl_row_blocks, where hashee is built with oneDNN; else detail::linear_tiles: BLIS
-// or Eigen), one thrust::for_each item per block or tile. Everything else is the functors every system runs.
+// detail::dnnl_row_blocks, where hashee is built with oneDNN; else detail::linear_tiles by
+// Eigen), one thrust::for_each item per block or tile. Everything else is the functors every system runs.
 // Build with OpenMP and Thrust (CCCL): the CMake target hashee::thrust carries both.
 //  - thrust_backend<thrust_cuda>: include <hashee/backend/cuda.cuh> instead (nvcc; no Eigen).
 
@@ -37,14 +37,14 @@ namespace hashee {
 namespace detail {
 
 /// A CPU system's GEMM: y = x W^T by eigen_cpu's host products (oneDNN on row blocks; else
-/// tiles by BLIS or Eigen), spread over the system's workers (its execution policy and
+/// tiles by Eigen), spread over the system's workers (its execution policy and
 /// parallelism come from System). W is read where it is (the Thrust backend prepares no
 /// weights).
 template <class System>
 struct host_gemm {
     explicit host_gemm(gemm_precision p) {
         if (p != gemm_precision::fp32)
-            detail::unsupported_precision(System::name, p, "the Thrust CPU systems run fp32; fp16 and bf16 are CUDA's and eigen's");
+            detail::unsupported_precision(System::name, p, "the Thrust CPU systems run fp32; fp16 and bf16 are CUDA's, bf16 and int8 eigen's");
     }
     void product(const_matrix_view<float> x, const_matrix_view<float> w, matrix_view<float> y) const {
 #if HASHEE_THRUST_GEMM_BY_DNNL

@@ -7,10 +7,10 @@
 //    detail/thrust_functors.hpp run by thrust::for_each, and the selection of active rows is a
 //    stream compaction (flag, thrust::exclusive_scan, scatter);
 //  - the GEMM product is the system's own (the thrust_system concept below).
-// This header is the template alone, with no system and no Eigen or BLIS: the systems come
+// This header is the template alone, with no system and no Eigen or oneDNN: the systems come
 // from
 //  - <hashee/backend/thrust.hpp>: thrust_omp (OpenMP's threads) and thrust_cpp (the calling
-//    thread), their products on the CPU GEMM tiles of eigen_cpu (BLIS or Eigen);
+//    thread), their products by eigen_cpu's host products (oneDNN or Eigen);
 //  - <hashee/backend/cuda.cuh>: thrust_cuda (nvcc), its products by cuBLAS.
 // So the CPU systems, run by every test suite, execute the very functors the GPU runs.
 

@@ -8,8 +8,12 @@
 // to bf16 (to nearest even) as they are staged, accumulation and y stay fp32. On a CPU for which
 // oneDNN has no bf16 kernels (no AVX512_BF16 or AMX: AVX2 machines), the same numbers come from
 // fp32 kernels on bf16-rounded inputs (W rounded at load, x per product): the same results
-// everywhere, faster where the hardware has bf16; kernel() says which ran. Each call runs on the calling thread only (the backend's pool does
-// the threading), so no second thread pool ever spins against it: oneDNN threads through
+// everywhere, faster where the hardware has bf16; kernel() says which ran. Weights prepacked
+// for int8 are quantized per output channel (quantize_int8: symmetric, scale max|w|/127); x is
+// quantized per row as it is staged, the int8 product is accumulated exactly in int32 (VNNI or
+// AMX kernels where the CPU has them), and y = acc * x_scale[row] * w_scale[col] + bias, then
+// the epilogue, runs here (oneDNN 2.x scales per column only). Each call runs on the calling
+// thread only (the backend's pool does the threading), so no second thread pool ever spins against it: oneDNN threads through
 // OpenMP here, and omp_set_num_threads(1) holds for the call and is restored after.
 //
 // Written against oneDNN 2.x's C API (dnnl.h): its C++ header does not get through nvcc 13's
@@ -34,6 +38,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <hashee/backend/backend.hpp>
+#include <hashee/backend/detail/eigen_kernels.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
 
@@ -75,7 +80,19 @@ struct prepacked_weight {
     /// bf16 products: x is rounded to bf16 (W is: stored as bf16, or as bf16-exact fp32
     /// values where the CPU has no bf16 kernels).
     bool bf16_inputs = false;
+    /// int8 (desc.data_type dnnl_s8): W[c, :] = channel_scales[c] * the stored integers.
+    std::vector<float> channel_scales;
 };
+
+/// Symmetric int8 quantization of n values: q[i] = round(x[i] / scale) in [-127, 127], ties to
+/// even, with scale = max |x| / 127 (1 for an all-zero row); returns the scale.
+inline float quantize_int8(const float* x, index_t n, std::int8_t* q) {
+    float amax = 0;
+    for (index_t i = 0; i < n; ++i) amax = std::max(amax, std::abs(x[i]));
+    const float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
+    for (index_t i = 0; i < n; ++i) q[i] = static_cast<std::int8_t>(std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f));
+    return scale;
+}
 
 /// Sets the calling thread's OpenMP thread count for a scope, restores it after.
 class omp_threads_scope {
@@ -127,26 +144,36 @@ public:
         engine_.reset(e);
     }
 
-    /// W [out, in] reordered (and converted, for bf16) into the layout the matmul kernels want
-    /// for products in `type` (dnnl_f32 or dnnl_bf16); the same for every row count: oneDNN's
-    /// blocked weights depend on in, out, the type and the instruction set only.
+    /// W [out, in] reordered (and converted, for bf16 and int8) into the layout the matmul
+    /// kernels want for products in `type` (dnnl_f32, dnnl_bf16 or dnnl_s8); the same for every
+    /// row count: oneDNN's blocked weights depend on in, out, the type and the instruction set only.
     prepacked_weight prepack(const_matrix_view<float> w, dnnl_data_type_t type = dnnl_f32) const {
         const std::lock_guard lock(mutex_);
         const omp_threads_scope one(1);
         const bool bf16 = type == dnnl_bf16;
+        prepacked_weight packed;
+        packed.bf16_inputs = bf16;
+        dnnl_memory_desc_t plain_md = plain_weight_desc(w);
+        const void* plain = w.data;
         std::vector<float> rounded; // W rounded to bf16 in fp32, for CPUs without bf16 kernels
-        if (bf16 && !bf16_kernels()) {
+        std::vector<std::int8_t> quantized; // W quantized per output channel, row-major
+        if (type == dnnl_s8) {
+            quantized.resize(static_cast<std::size_t>(w.rows * w.cols));
+            packed.channel_scales.resize(static_cast<std::size_t>(w.rows));
+            for (index_t r = 0; r < w.rows; ++r)
+                packed.channel_scales[static_cast<std::size_t>(r)] = quantize_int8(w.row(r), w.cols, quantized.data() + r * w.cols);
+            plain_md = strided_desc(w.cols, w.rows, 1, w.cols, dnnl_s8);
+            plain = quantized.data();
+        } else if (bf16 && !bf16_kernels()) {
             rounded.resize(static_cast<std::size_t>(w.rows * w.cols));
             for (index_t r = 0; r < w.rows; ++r)
                 for (index_t c = 0; c < w.cols; ++c) rounded[static_cast<std::size_t>(r * w.cols + c)] = bf16_rounded(w.row(r)[c]);
-            w = const_matrix_view<float>(rounded.data(), w.rows, w.cols);
+            plain_md = plain_weight_desc(const_matrix_view<float>(rounded.data(), w.rows, w.cols));
+            plain = rounded.data();
             type = dnnl_f32;
         }
-        const dnnl_memory_desc_t plain_md = plain_weight_desc(w);
         const dnnl_primitive_desc_handle pd = matmul_desc(rows_desc(pack_rows, w.cols, w.cols, type), any_weight_desc(w.cols, w.rows, type),
-                                                          nullptr, rows_desc(pack_rows, w.rows, w.rows), nullptr);
-        prepacked_weight packed;
-        packed.bf16_inputs = bf16;
+                                                          nullptr, rows_desc(pack_rows, w.rows, w.rows, accumulator(type)), nullptr);
         packed.desc = *dnnl_primitive_desc_query_md(pd.get(), dnnl_query_weights_md, 0);
         packed.bytes = dnnl_memory_desc_get_size(&packed.desc);
         packed.data = std::shared_ptr<const void>(::operator new(packed.bytes, std::align_val_t{64}),
@@ -156,7 +183,7 @@ public:
                    "dnnl_reorder_primitive_desc_create");
         const dnnl_primitive_desc_handle rpd(rpd_raw);
         const dnnl_primitive_handle reorder = make_primitive(rpd.get());
-        const dnnl_memory_handle from = make_memory(plain_md, w.data), to = make_memory(packed.desc, packed.data.get());
+        const dnnl_memory_handle from = make_memory(plain_md, plain), to = make_memory(packed.desc, packed.data.get());
         const dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, from.get()}, {DNNL_ARG_TO, to.get()}};
         execute(reorder.get(), args);
         return packed;
@@ -165,18 +192,18 @@ public:
     /// y = x W^T + bias, then e, on the calling thread; W prepacked from a [y.cols, x.cols] matrix.
     void linear(const_matrix_view<float> x, const prepacked_weight& w, vector_view<const float> bias,
                 matrix_view<float> y, epilogue e) const {
-        run(x, w.desc, w.data.get(), 0, w.bf16_inputs, bias, y, e);
+        run(x, w.desc, w.data.get(), 0, w.bf16_inputs, w.channel_scales.data(), bias, y, e);
     }
 
     /// The same on a plain row-major W [y.cols, x.cols], read where it is (oneDNN copies its
     /// blocks as it goes: slower than a prepacked W).
     void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                 matrix_view<float> y, epilogue e) const {
-        run(x, plain_weight_desc(w), w.data, w.stride, false, bias, y, e);
+        run(x, plain_weight_desc(w), w.data, w.stride, false, nullptr, bias, y, e);
     }
 
     /// The implementation oneDNN chose for W^T products of this shape and input type (e.g.
-    /// "brg:avx512_core", "brg:avx512_core_bf16").
+    /// "brg:avx512_core", "brg:avx512_core_bf16", "brg:avx512_core_vnni" for int8).
     std::string kernel(index_t rows, index_t in, index_t out, dnnl_data_type_t type = dnnl_f32) const {
         if (type == dnnl_bf16) {
             const std::lock_guard lock(mutex_);
@@ -186,7 +213,7 @@ public:
         }
         const omp_threads_scope one(1);
         const dnnl_primitive_desc_handle pd =
-            matmul_desc(rows_desc(rows, in, in, type), any_weight_desc(in, out, type), nullptr, rows_desc(rows, out, out), nullptr);
+            matmul_desc(rows_desc(rows, in, in, type), any_weight_desc(in, out, type), nullptr, rows_desc(rows, out, out, accumulator(type)), nullptr);
         const char* info = nullptr;
         dnnl_check(dnnl_primitive_desc_query(pd.get(), dnnl_query_impl_info_str, 0, &info), "dnnl_primitive_desc_query");
         return info ? info : "";
@@ -211,6 +238,8 @@ private:
         }
         return *bf16_kernels_;
     }
+    /// The type the products of `type` inputs are written in: int32 for int8, else fp32.
+    static dnnl_data_type_t accumulator(dnnl_data_type_t type) { return type == dnnl_s8 ? dnnl_s32 : dnnl_f32; }
     static float bf16_rounded(float f) {
         const std::uint32_t u = std::uint32_t{to_bf16(f)} << 16;
         float r;
@@ -270,9 +299,11 @@ private:
 
     /// w_stride: the plain W's row stride, 0 for prepacked weights (part of the shape class).
     /// x is staged (copied, zero-padded to a multiple of row_quantum rows, rounded to bf16 for
-    /// bf16 products) where the kernels cannot read it in place; so is y where it is padded.
+    /// bf16 products, quantized per row for int8 ones) where the kernels cannot read it in
+    /// place; so is y where it is padded. int8 products are written as int32 over y's own
+    /// bytes, then scaled back to fp32 in place (w_scales: W's per-channel scales).
     void run(const_matrix_view<float> x, const dnnl_memory_desc_t& wd, const void* w, index_t w_stride, bool round_bf16,
-             vector_view<const float> bias, matrix_view<float> y, epilogue e) const {
+             const float* w_scales, vector_view<const float> bias, matrix_view<float> y, epilogue e) const {
         if (x.rows == 0) return;
         const omp_threads_scope one(1);
         const dnnl_data_type_t type = wd.data_type;
@@ -280,10 +311,19 @@ private:
         const bool padded = rows != x.rows;
         // Staging per calling thread, grown as needed: a cache, never part of a result.
         thread_local std::vector<std::uint16_t> xs16;
-        thread_local std::vector<float> xs32, ys;
+        thread_local std::vector<std::int8_t> xs8;
+        thread_local std::vector<float> xs32, ys, row_scales;
         const void* src = x.data;
         index_t src_stride = x.stride;
-        if (type == dnnl_bf16) {
+        const bool int8 = type == dnnl_s8;
+        if (int8) {
+            xs8.resize(static_cast<std::size_t>(rows * x.cols));
+            row_scales.resize(static_cast<std::size_t>(x.rows));
+            for (index_t r = 0; r < x.rows; ++r)
+                row_scales[static_cast<std::size_t>(r)] = quantize_int8(x.data + r * x.stride, x.cols, xs8.data() + r * x.cols);
+            std::fill(xs8.begin() + x.rows * x.cols, xs8.end(), std::int8_t{0});
+            src = xs8.data(), src_stride = x.cols;
+        } else if (type == dnnl_bf16) {
             xs16.resize(static_cast<std::size_t>(rows * x.cols));
             for (index_t r = 0; r < x.rows; ++r) {
                 const float* from = x.data + r * x.stride;
@@ -310,21 +350,40 @@ private:
             ys.resize(static_cast<std::size_t>(rows * y.cols));
             dst = ys.data(), dst_stride = y.cols;
         }
-        const entry& p = primitive(rows, x.cols, y.cols, src_stride, dst_stride, type, wd, w_stride, bias.size > 0, e);
+        // int8: the bias and the epilogue come after the scaling, here, not in the primitive.
+        const vector_view<const float> primitive_bias = int8 ? vector_view<const float>{} : bias;
+        const entry& p = primitive(rows, x.cols, y.cols, src_stride, dst_stride, type, wd, w_stride, primitive_bias.size > 0,
+                                   int8 ? epilogue::none : e);
         thread_local std::vector<std::byte> scratch;
         if (scratch.size() < p.scratchpad_bytes) scratch.resize(p.scratchpad_bytes);
         const dnnl_memory_handle src_m = make_memory(rows_desc(rows, x.cols, src_stride, type), src), weights = make_memory(wd, w),
-                                 dst_m = make_memory(rows_desc(rows, y.cols, dst_stride), dst),
+                                 dst_m = make_memory(rows_desc(rows, y.cols, dst_stride, accumulator(type)), dst),
                                  scratchpad = make_memory(p.scratchpad, scratch.data());
-        const dnnl_memory_handle b = bias.size ? make_memory(rows_desc(1, y.cols, y.cols), bias.data) : nullptr;
+        const dnnl_memory_handle b = primitive_bias.size ? make_memory(rows_desc(1, y.cols, y.cols), bias.data) : nullptr;
         dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src_m.get()},
                                   {DNNL_ARG_WEIGHTS, weights.get()},
                                   {DNNL_ARG_DST, dst_m.get()},
                                   {DNNL_ARG_SCRATCHPAD, scratchpad.get()},
                                   {DNNL_ARG_BIAS, b.get()}};
         execute(p.matmul.get(), std::span(args).first(b ? 5 : 4));
-        if (padded)
+        if (int8) {
+            for (index_t r = 0; r < y.rows; ++r)
+                dequantize_row(dst + r * dst_stride, row_scales[static_cast<std::size_t>(r)], w_scales, bias, y.row(r), y.cols, e);
+        } else if (padded) {
             for (index_t r = 0; r < y.rows; ++r) std::copy_n(ys.data() + r * y.cols, y.cols, y.data + r * y.stride);
+        }
+    }
+
+    /// One row of an int8 product: the int32 sums (bytes at acc, possibly y's own) to
+    /// y = sum * x_scale * w_scales[c] + bias[c], then the epilogue.
+    static void dequantize_row(const float* acc, float x_scale, const float* w_scales, vector_view<const float> bias, float* y,
+                               index_t cols, epilogue e) {
+        for (index_t c = 0; c < cols; ++c) {
+            std::int32_t sum;
+            std::memcpy(&sum, acc + c, sizeof sum);
+            y[c] = static_cast<float>(sum) * (x_scale * w_scales[c]) + (bias.size ? bias.data[c] : 0.0f);
+        }
+        apply_epilogue(y, cols, e);
     }
 
     using key = std::tuple<index_t, index_t, index_t, index_t, index_t, dnnl_data_type_t, index_t, bool, epilogue>;
@@ -354,7 +413,7 @@ private:
         dnnl_check(dnnl_primitive_attr_set_scratchpad_mode(attr.get(), dnnl_scratchpad_mode_user), "set_scratchpad_mode");
         const dnnl_memory_desc_t bias_md = rows_desc(1, out, out);
         const dnnl_primitive_desc_handle pd = matmul_desc(rows_desc(rows, in, src_stride, type), wd, has_bias ? &bias_md : nullptr,
-                                                          rows_desc(rows, out, dst_stride), attr.get());
+                                                          rows_desc(rows, out, dst_stride, accumulator(type)), attr.get());
         entry made;
         made.matmul = make_primitive(pd.get());
         made.scratchpad = *dnnl_primitive_desc_query_md(pd.get(), dnnl_query_scratchpad_md, 0);

@@ -1,7 +1,7 @@
 #pragma once
 // The kernels behind eigen_cpu: per-row LayerNorm, GELU, a column block of a linear layer
-// (its product by BLIS where hashee was built with it, HASHEE_HAS_BLIS, else by Eigen), one
-// attention head of one sequence. Plain functions over views; the backend does the
+// (its product by Eigen: the products where hashee is built without oneDNN), one attention
+// head of one sequence. Plain functions over views; the backend does the
 // threading. (The shape checks are in detail/checks.hpp, which needs no Eigen.)
 
 #include <algorithm>
@@ -10,12 +10,6 @@
 #include <string>
 
 #include <hashee/core/detail/eigen.hpp>
-// HASHEE_EIGEN_GEMM makes Eigen do the products even where BLIS is linked (the tests use it to
-// run the Eigen path too).
-#if HASHEE_HAS_BLIS && !defined(HASHEE_EIGEN_GEMM)
-#define HASHEE_GEMM_BY_BLIS 1
-#include <blis.h>
-#endif
 
 #include <hashee/backend/backend.hpp>
 #include <hashee/backend/detail/checks.hpp>
@@ -95,6 +89,12 @@ inline void gelu_inplace(float* p, index_t n) {
     }
 }
 
+/// The epilogue over n values in place: GELU (gelu_inplace), tanh (Eigen's vectorised one) or nothing.
+inline void apply_epilogue(float* p, index_t n, epilogue e) {
+    if (e == epilogue::gelu) gelu_inplace(p, n);
+    else if (e == epilogue::tanh) Eigen::Map<Eigen::ArrayXf>(p, n) = Eigen::Map<Eigen::ArrayXf>(p, n).tanh();
+}
+
 /// How a CPU backend splits y = x W^T over `workers` into tiles, one tile per task. Many rows:
 /// blocks of at most `max_tile_rows` rows, a multiple of `workers` of them, so each worker takes
 /// whole blocks and a block's output is still in cache when its epilogue runs and the next
@@ -126,44 +126,22 @@ struct linear_tiles {
 inline void linear_columns(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                            matrix_view<float> y, epilogue e, index_t c0, index_t c1) {
     const index_t cols = c1 - c0;
-#if HASHEE_GEMM_BY_BLIS
-    // Rows c0..c1 of W, row-major [cols, in], transposed: W^T's column block. BLIS reads but
-    // never writes A and B; its typed API just does not say const.
-    float one = 1.0f, zero = 0.0f;
-    if (x.rows > 0)
-        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, x.rows, cols, x.cols, &one, const_cast<float*>(x.data), x.stride, 1,
-                  const_cast<float*>(w.row(c0)), w.stride, 1, &zero, y.row(0) + c0, y.stride, 1);
-#else
     // Rows c0..c1 of W, read as a column-major [in, cols] matrix: that is W^T's column block.
     Eigen::Map<const col_major, 0, stride_t> wt(w.row(c0), w.cols, cols, stride_t(w.stride));
     auto out = map(y.block_cols(c0, cols));
     out.noalias() = map(x) * wt;
-#endif
     for (index_t r = 0; r < y.rows; ++r) {
         float* row = y.row(r) + c0;
         if (bias.size) Eigen::Map<Eigen::ArrayXf>(row, cols) += Eigen::Map<const Eigen::ArrayXf>(bias.data + c0, cols);
-        if (e == epilogue::gelu) gelu_inplace(row, cols);
-        else if (e == epilogue::tanh) Eigen::Map<Eigen::ArrayXf>(row, cols) = Eigen::Map<Eigen::ArrayXf>(row, cols).tanh();
+        apply_epilogue(row, cols, e);
     }
 }
 
 /// Eigen's version and the SIMD instruction sets it was compiled for (it does the row-wise work
-/// and attention, and the products where neither oneDNN nor BLIS does).
+/// and attention, and the products where oneDNN does not).
 inline std::string eigen_simd_name() {
     return "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
            std::to_string(EIGEN_MINOR_VERSION) + ", " + Eigen::SimdInstructionSetsInUse();
-}
-
-/// What does the products on this machine, as its library names it: BLIS's sub-configuration
-/// (the kernels it picked for this CPU; 'generic' means it did not recognise the CPU), or
-/// Eigen's instruction sets.
-inline std::string product_kernel_name() {
-#if HASHEE_GEMM_BY_BLIS
-    return std::string("BLIS ") + bli_info_get_version_str() + ", sub-configuration '" +
-           bli_arch_string(bli_arch_query_id()) + "'";
-#else
-    return eigen_simd_name();
-#endif
 }
 
 struct attention_scratch {
