@@ -88,8 +88,6 @@ def parse_args(argv=None):
     p.add_argument("--contestants", default="",
                    help="comma-separated contestant names to run (default all; PyTorch, the reference, always runs): "
                         + ", ".join(CONTESTANTS))
-    p.add_argument("--hashee-kernels", default="",
-                   help="hashee's product kernel strings, recorded in the report as given (compare.sh may pass them)")
     p.add_argument("--out-md", default="docs/comparison.md")
     p.add_argument("--out-svg", default="docs/comparison.svg")
     p.add_argument("--memory-child", choices=CONTESTANTS, help=argparse.SUPPRESS)
@@ -497,10 +495,26 @@ def ct2_system_lines(args):
 
 
 def hashee_kernels(args):
-    """HOOK (hashee's product kernel strings): the library's C interface says nothing about its
-    kernels, so this is only what --hashee-kernels brings (compare.sh passes $HASHEE_KERNELS),
-    or None; wire the real strings here or through that argument."""
-    return args.hashee_kernels.strip() or None
+    """The library and kernel that run hashee's products in each precision on this machine, as
+    the library reports them (hc_product_kernel), e.g. {"int8": "oneDNN 2.6.3, brg:avx512_core_vnni"}."""
+    lib = ctypes.CDLL(os.path.abspath(args.lib))
+    lib.hc_open_precision.restype = ctypes.c_void_p
+    lib.hc_open_precision.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
+                                      ctypes.c_size_t]
+    lib.hc_product_kernel.restype = ctypes.c_int
+    lib.hc_product_kernel.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.hc_close.argtypes = [ctypes.c_void_p]
+    out = {}
+    for precision in ("fp32", "bf16", "int8"):
+        buf = ctypes.create_string_buffer(4096)
+        handle = lib.hc_open_precision(args.model_dir.encode(), None, 1, precision.encode(), buf, len(buf))
+        if not handle:
+            sys.exit(f"compare: hashee {precision} cannot be set up: {buf.value.decode()}")
+        if lib.hc_product_kernel(handle, buf, len(buf)) < 0:
+            sys.exit(f"compare: hashee {precision}: {buf.value.decode()}")
+        out[precision] = buf.value.decode()
+        lib.hc_close(handle)
+    return out
 
 
 def environment(args):
@@ -533,7 +547,8 @@ def print_environment(env):
         print(f"compare: CTranslate2 {env['ctranslate2']}, CPU compute types {env['ct2_compute_types']}")
         for line in env["ct2_log"]:
             print(f"compare:   CTranslate2: {line}")
-    print(f"compare: hashee kernels: {env['hashee_kernels'] or 'not recorded (--hashee-kernels)'}", flush=True)
+    for precision, kernel in env["hashee_kernels"].items():
+        print(f"compare: hashee {precision} products: {kernel}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -786,7 +801,7 @@ def write_markdown(args, rows, latency, memory, env, path, svg_path, inputs, fai
         lines.append(f"- CTranslate2 {env['ctranslate2']}: CPU compute types {', '.join(env['ct2_compute_types'])}; "
                      f"its own log on loading: {'; '.join(env['ct2_log']) or 'nothing'}.")
     lines += [
-        f"- hashee product kernels: {env['hashee_kernels'] or 'not recorded (hook: compare.py --hashee-kernels)'}.",
+        "- hashee product kernels: " + "; ".join(f"{p}: {k}" for p, k in env["hashee_kernels"].items()) + ".",
         "",
         "Model: all-MiniLM-L6-v2, the same `model.safetensors` for everyone. ONNX Runtime fp32 runs it as "
         "exported by PyTorch's exporter and fused by onnxruntime.transformers' BERT optimizer (CPU execution "

@@ -9,8 +9,7 @@
 # docs/comparison.md and docs/comparison.svg. Idempotent. Arguments go to scripts/compare.py
 # (e.g. --rounds 5; quick check: --limit 64 --rounds 1 --batches 1,8 --out-md /tmp/cmp.md
 # --out-svg /tmp/cmp.svg; --contestants "hashee int8 dense,ONNX Runtime int8").
-# Environment: HASHEE_BUILD_DIR (default build), HASHEE_ELUE_DIR, HASHEE_THREADS (default 2),
-# HASHEE_KERNELS (hashee's product kernel strings, recorded in the report as given).
+# Environment: HASHEE_BUILD_DIR (default build), HASHEE_ELUE_DIR, HASHEE_THREADS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model_dir=$(bash scripts/setup.sh | tail -n 1)
@@ -36,8 +35,5 @@ if [ ! -s "$table" ]; then
   "$build/examples/hashee" hash build --model "$model_dir" --policy frequency --corpus "$elue/SST-2/train.tsv" \
     --column sentence --target 2 --out "$table" --threads "$threads"
 fi
-# hashee's product kernel strings for the report: a hook, HASHEE_KERNELS as given (nothing in
-# the C interface reports them yet).
-kernels=(); [ -n "${HASHEE_KERNELS:-}" ] && kernels=(--hashee-kernels "$HASHEE_KERNELS")
 python3 scripts/compare.py --model-dir "$model_dir" --elue-dir "$elue" --lib "$build/bench/libhashee_compare.so" \
-  --table "$table" --work-dir "$work" --threads "$threads" "${kernels[@]}" "$@"
+  --table "$table" --work-dir "$work" --threads "$threads" "$@"

@@ -2,7 +2,7 @@
 // eigen_cpu's products through oneDNN (HASHEE_HAS_DNNL): y = x W^T + bias, then the epilogue,
 // as a matmul primitive whose weights were reordered once, at load, into the blocked layout
 // oneDNN's kernels read (prepacked_weight). Primitives are made once per shape class (rows,
-// in, out, strides, bias, epilogue) and kept by the product engine; row counts are rounded up
+// in, out, type, a plain W's stride, bias, epilogue; x and y always contiguous) and kept by the product engine; row counts are rounded up
 // to a multiple of row_quantum (the odd rows run from a zero-padded copy), so the classes stay
 // few whatever the batch. Weights prepacked for bf16 make bf16 products: x's rows are rounded
 // to bf16 (to nearest even) as they are staged, accumulation and y stay fp32. On a CPU for which
@@ -300,7 +300,10 @@ private:
     /// w_stride: the plain W's row stride, 0 for prepacked weights (part of the shape class).
     /// x is staged (copied, zero-padded to a multiple of row_quantum rows, rounded to bf16 for
     /// bf16 products, quantized per row for int8 ones) where the kernels cannot read it in
-    /// place; so is y where it is padded. int8 products are written as int32 over y's own
+    /// place; so is y where it is padded. A row stride other than the row's length is staged
+    /// too: for those oneDNN 2.6 picks an implementation some 2,000 times slower (measured at
+    /// 128 x 384 -> 768 on Emerald Rapids: 1.4 s against 0.6 ms), so the primitives only ever
+    /// see contiguous rows. int8 products are written as int32 over y's own
     /// bytes, then scaled back to fp32 in place (w_scales: W's per-channel scales).
     void run(const_matrix_view<float> x, const dnnl_memory_desc_t& wd, const void* w, index_t w_stride, bool round_bf16,
              const float* w_scales, vector_view<const float> bias, matrix_view<float> y, epilogue e) const {
@@ -308,13 +311,12 @@ private:
         const omp_threads_scope one(1);
         const dnnl_data_type_t type = wd.data_type;
         const index_t rows = (x.rows + row_quantum - 1) / row_quantum * row_quantum;
-        const bool padded = rows != x.rows;
+        const bool padded = rows != x.rows, x_staged = padded || x.stride != x.cols, y_staged = padded || y.stride != y.cols;
         // Staging per calling thread, grown as needed: a cache, never part of a result.
         thread_local std::vector<std::uint16_t> xs16;
         thread_local std::vector<std::int8_t> xs8;
         thread_local std::vector<float> xs32, ys, row_scales;
         const void* src = x.data;
-        index_t src_stride = x.stride;
         const bool int8 = type == dnnl_s8;
         if (int8) {
             xs8.resize(static_cast<std::size_t>(rows * x.cols));
@@ -322,7 +324,7 @@ private:
             for (index_t r = 0; r < x.rows; ++r)
                 row_scales[static_cast<std::size_t>(r)] = quantize_int8(x.data + r * x.stride, x.cols, xs8.data() + r * x.cols);
             std::fill(xs8.begin() + x.rows * x.cols, xs8.end(), std::int8_t{0});
-            src = xs8.data(), src_stride = x.cols;
+            src = xs8.data();
         } else if (type == dnnl_bf16) {
             xs16.resize(static_cast<std::size_t>(rows * x.cols));
             for (index_t r = 0; r < x.rows; ++r) {
@@ -331,8 +333,8 @@ private:
                 for (index_t c = 0; c < x.cols; ++c) to[c] = to_bf16(from[c]);
             }
             std::fill(xs16.begin() + x.rows * x.cols, xs16.end(), std::uint16_t{0});
-            src = xs16.data(), src_stride = x.cols;
-        } else if (padded || round_bf16) {
+            src = xs16.data();
+        } else if (x_staged || round_bf16) {
             xs32.assign(static_cast<std::size_t>(rows * x.cols), 0.0f);
             for (index_t r = 0; r < x.rows; ++r) {
                 const float* from = x.data + r * x.stride;
@@ -342,22 +344,21 @@ private:
                 else
                     std::copy_n(from, x.cols, to);
             }
-            src = xs32.data(), src_stride = x.cols;
+            src = xs32.data();
         }
         float* dst = y.data;
-        index_t dst_stride = y.stride;
-        if (padded) {
+        if (y_staged) {
             ys.resize(static_cast<std::size_t>(rows * y.cols));
-            dst = ys.data(), dst_stride = y.cols;
+            dst = ys.data();
         }
         // int8: the bias and the epilogue come after the scaling, here, not in the primitive.
         const vector_view<const float> primitive_bias = int8 ? vector_view<const float>{} : bias;
-        const entry& p = primitive(rows, x.cols, y.cols, src_stride, dst_stride, type, wd, w_stride, primitive_bias.size > 0,
+        const entry& p = primitive(rows, x.cols, y.cols, type, wd, w_stride, primitive_bias.size > 0,
                                    int8 ? epilogue::none : e);
         thread_local std::vector<std::byte> scratch;
         if (scratch.size() < p.scratchpad_bytes) scratch.resize(p.scratchpad_bytes);
-        const dnnl_memory_handle src_m = make_memory(rows_desc(rows, x.cols, src_stride, type), src), weights = make_memory(wd, w),
-                                 dst_m = make_memory(rows_desc(rows, y.cols, dst_stride, accumulator(type)), dst),
+        const dnnl_memory_handle src_m = make_memory(rows_desc(rows, x.cols, x.cols, type), src), weights = make_memory(wd, w),
+                                 dst_m = make_memory(rows_desc(rows, y.cols, y.cols, accumulator(type)), dst),
                                  scratchpad = make_memory(p.scratchpad, scratch.data());
         const dnnl_memory_handle b = primitive_bias.size ? make_memory(rows_desc(1, y.cols, y.cols), bias.data) : nullptr;
         dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src_m.get()},
@@ -368,8 +369,8 @@ private:
         execute(p.matmul.get(), std::span(args).first(b ? 5 : 4));
         if (int8) {
             for (index_t r = 0; r < y.rows; ++r)
-                dequantize_row(dst + r * dst_stride, row_scales[static_cast<std::size_t>(r)], w_scales, bias, y.row(r), y.cols, e);
-        } else if (padded) {
+                dequantize_row(dst + r * y.cols, row_scales[static_cast<std::size_t>(r)], w_scales, bias, y.row(r), y.cols, e);
+        } else if (y_staged) {
             for (index_t r = 0; r < y.rows; ++r) std::copy_n(ys.data() + r * y.cols, y.cols, y.data + r * y.stride);
         }
     }
@@ -386,7 +387,7 @@ private:
         apply_epilogue(y, cols, e);
     }
 
-    using key = std::tuple<index_t, index_t, index_t, index_t, index_t, dnnl_data_type_t, index_t, bool, epilogue>;
+    using key = std::tuple<index_t, index_t, index_t, dnnl_data_type_t, index_t, bool, epilogue>;
     struct entry {
         dnnl_primitive_handle matmul;
         dnnl_memory_desc_t scratchpad{};
@@ -395,9 +396,9 @@ private:
 
     /// The primitive of this shape class, made on first use (the weights' layout is a
     /// function of in and out, so it is not part of the class).
-    const entry& primitive(index_t rows, index_t in, index_t out, index_t src_stride, index_t dst_stride, dnnl_data_type_t type,
+    const entry& primitive(index_t rows, index_t in, index_t out, dnnl_data_type_t type,
                            const dnnl_memory_desc_t& wd, index_t w_stride, bool has_bias, epilogue e) const {
-        const key k{rows, in, out, src_stride, dst_stride, type, w_stride, has_bias, e};
+        const key k{rows, in, out, type, w_stride, has_bias, e};
         const std::lock_guard lock(mutex_);
         if (auto it = primitives_.find(k); it != primitives_.end()) return it->second;
         dnnl_post_ops_t ops_raw = nullptr;
@@ -412,8 +413,8 @@ private:
         // The caller passes the scratch memory: concurrent calls on one primitive never share it.
         dnnl_check(dnnl_primitive_attr_set_scratchpad_mode(attr.get(), dnnl_scratchpad_mode_user), "set_scratchpad_mode");
         const dnnl_memory_desc_t bias_md = rows_desc(1, out, out);
-        const dnnl_primitive_desc_handle pd = matmul_desc(rows_desc(rows, in, src_stride, type), wd, has_bias ? &bias_md : nullptr,
-                                                          rows_desc(rows, out, dst_stride, accumulator(type)), attr.get());
+        const dnnl_primitive_desc_handle pd = matmul_desc(rows_desc(rows, in, in, type), wd, has_bias ? &bias_md : nullptr,
+                                                          rows_desc(rows, out, out, accumulator(type)), attr.get());
         entry made;
         made.matmul = make_primitive(pd.get());
         made.scratchpad = *dnnl_primitive_desc_query_md(pd.get(), dnnl_query_scratchpad_md, 0);
