@@ -1,20 +1,22 @@
 #pragma once
 // eigen_cpu's products through oneDNN (HASHEE_HAS_DNNL): y = x W^T + bias, then the epilogue,
 // as a matmul primitive whose weights were reordered once, at load, into the blocked layout
-// oneDNN's kernels read (prepacked_weight). Primitives are made once per shape class (rows,
-// in, out, type, a plain W's stride, bias, epilogue; x and y always contiguous) and kept by the product engine; row counts are rounded up
-// to a multiple of row_quantum (the odd rows run from a zero-padded copy), so the classes stay
-// few whatever the batch. Weights prepacked for bf16 make bf16 products: x's rows are rounded
-// to bf16 (to nearest even) as they are staged, accumulation and y stay fp32. On a CPU for which
-// oneDNN has no bf16 kernels (no AVX512_BF16 or AMX: AVX2 machines), the same numbers come from
-// fp32 kernels on bf16-rounded inputs (W rounded at load, x per product): the same results
-// everywhere, faster where the hardware has bf16; kernel() says which ran. Weights prepacked
-// for int8 are quantized per output channel (quantize_int8: symmetric, scale max|w|/127); x is
-// quantized per row as it is staged, the int8 product is accumulated exactly in int32 (VNNI or
-// AMX kernels where the CPU has them), and y = acc * x_scale[row] * w_scale[col] + bias, then
-// the epilogue, runs here (oneDNN 2.x scales per column only). Each call runs on the calling
-// thread only (the backend's pool does the threading), so no second thread pool ever spins against it: oneDNN threads through
-// OpenMP here, and omp_set_num_threads(1) holds for the call and is restored after.
+// oneDNN's kernels read (prepacked_weight). Primitives are made once per shape class (rows, in,
+// out, type, a plain W's stride, bias, epilogue; x and y are always contiguous when they reach
+// it) and kept by the product engine; row counts are rounded up to a multiple of row_quantum
+// (the odd rows run from a zero-padded copy), so the classes stay few whatever the batch.
+// Weights prepacked for bf16 make bf16 products: x's rows are rounded to bf16 (to nearest even)
+// as they are staged, accumulation and y stay fp32. On a CPU for which oneDNN has no bf16
+// kernels (no AVX512_BF16 or AMX: AVX2 machines), the same numbers come from fp32 kernels on
+// bf16-rounded inputs (W rounded at load, x per product): the same results everywhere, faster
+// where the hardware has bf16; kernel() says which ran. Weights prepacked for int8 are
+// quantized per output channel (quantize_int8: symmetric, scale max|w|/127); x is quantized per
+// row as it is staged, the int8 product is accumulated exactly in int32 (VNNI or AMX kernels
+// where the CPU has them), and y = acc * x_scale[row] * w_scale[col] + bias, then the
+// epilogue, runs here (oneDNN 2.x scales per column only). Each call runs on the calling thread
+// only (the backend's pool does the threading), so no second thread pool ever spins against
+// it: oneDNN threads through OpenMP here, and omp_set_num_threads(1) holds for the call and is
+// restored after.
 //
 // Written against oneDNN 2.x's C API (dnnl.h): its C++ header does not get through nvcc 13's
 // front end in C++20 (an internal error), and CUDA translation units include this header too.
@@ -303,8 +305,8 @@ private:
     /// place; so is y where it is padded. A row stride other than the row's length is staged
     /// too: for those oneDNN 2.6 picks an implementation some 2,000 times slower (measured at
     /// 128 x 384 -> 768 on Emerald Rapids: 1.4 s against 0.6 ms), so the primitives only ever
-    /// see contiguous rows. int8 products are written as int32 over y's own
-    /// bytes, then scaled back to fp32 in place (w_scales: W's per-channel scales).
+    /// see contiguous rows. int8 products are written as int32 over y's own bytes, then scaled
+    /// back to fp32 in place (w_scales: W's per-channel scales).
     void run(const_matrix_view<float> x, const dnnl_memory_desc_t& wd, const void* w, index_t w_stride, bool round_bf16,
              const float* w_scales, vector_view<const float> bias, matrix_view<float> y, epilogue e) const {
         if (x.rows == 0) return;
