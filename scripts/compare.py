@@ -386,6 +386,22 @@ class Ct2Contestant:
         return (h * mask).sum(1) / count
 
 
+def load_hashee(path):
+    """libhashee_compare.so with the C interface's signatures (bench/compare/hashee_compare.h)."""
+    c = ctypes
+    lib = c.CDLL(os.path.abspath(path))
+    lib.hc_open.restype = lib.hc_open_precision.restype = c.c_void_p
+    lib.hc_open.argtypes = [c.c_char_p, c.c_char_p, c.c_int, c.c_char_p, c.c_size_t]
+    lib.hc_open_precision.argtypes = [c.c_char_p, c.c_char_p, c.c_int, c.c_char_p, c.c_char_p, c.c_size_t]
+    lib.hc_embed.restype = c.c_int
+    lib.hc_embed.argtypes = [c.c_void_p, c.c_void_p, c.c_void_p, c.c_int, c.c_void_p, c.c_void_p, c.c_char_p, c.c_size_t]
+    lib.hc_hidden_size.argtypes = [c.c_void_p]
+    lib.hc_product_kernel.restype = c.c_int
+    lib.hc_product_kernel.argtypes = [c.c_void_p, c.c_char_p, c.c_size_t]
+    lib.hc_close.argtypes = [c.c_void_p]
+    return lib
+
+
 class HasheeContestant:
     def __init__(self, args, name):
         import numpy as np
@@ -393,18 +409,7 @@ class HasheeContestant:
         self.np, self.name = np, name
         precision, exits = HASHEE_CONTESTANTS[name]
         table = args.table if exits else None
-        lib = ctypes.CDLL(os.path.abspath(args.lib))
-        lib.hc_open.restype = ctypes.c_void_p
-        lib.hc_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
-        lib.hc_open_precision.restype = ctypes.c_void_p
-        lib.hc_open_precision.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
-                                          ctypes.c_size_t]
-        lib.hc_embed.restype = ctypes.c_int
-        lib.hc_embed.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
-                                 ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
-        lib.hc_hidden_size.argtypes = [ctypes.c_void_p]
-        lib.hc_close.argtypes = [ctypes.c_void_p]
-        self.lib = lib
+        lib = self.lib = load_hashee(args.lib)
         self.err = ctypes.create_string_buffer(4096)
         model_dir, table_arg = args.model_dir.encode(), table.encode() if table else None
         if precision == "fp32":
@@ -497,13 +502,7 @@ def ct2_system_lines(args):
 def hashee_kernels(args):
     """The library and kernel that run hashee's products in each precision on this machine, as
     the library reports them (hc_product_kernel), e.g. {"int8": "oneDNN 2.6.3, brg:avx512_core_vnni"}."""
-    lib = ctypes.CDLL(os.path.abspath(args.lib))
-    lib.hc_open_precision.restype = ctypes.c_void_p
-    lib.hc_open_precision.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
-                                      ctypes.c_size_t]
-    lib.hc_product_kernel.restype = ctypes.c_int
-    lib.hc_product_kernel.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
-    lib.hc_close.argtypes = [ctypes.c_void_p]
+    lib = load_hashee(args.lib)
     out = {}
     for precision in ("fp32", "bf16", "int8"):
         buf = ctypes.create_string_buffer(4096)
