@@ -364,6 +364,9 @@ TEST_CASE("eigen_cpu's int8 products: W per output channel, x per row, exact int
         CHECK(q == std::vector<std::int8_t>{127, -64, 0, 2, 0}); // -63.5 -> -64 and 0.5 -> 0 (even), 1.5 -> 2
         const std::vector<float> zero(4, 0.0f);
         CHECK(quantize_int8(zero.data(), 4, q.data()) == 1.0f);
+        const std::vector<float> bad = {1.0f, std::nanf(""), 2.0f, INFINITY};
+        CHECK(std::isnan(quantize_int8(bad.data(), 2, q.data()))); // a NaN row scales to NaN: its products are NaN
+        CHECK(std::isnan(quantize_int8(bad.data() + 2, 2, q.data())));
     }
     const int threads = GENERATE(1, 2);
     const eigen_cpu b(threads, gemm_precision::int8);
@@ -402,6 +405,12 @@ TEST_CASE("eigen_cpu's int8 products: W per output channel, x per row, exact int
     CHECK(b.weight_bytes(prepared) >= static_cast<std::size_t>(out * in) + out * sizeof(float));
     CHECK(b.weight_bytes(prepared) < static_cast<std::size_t>(out * in) * sizeof(float));
     CHECK_THAT(b.product_kernel(), Catch::Matchers::Contains("oneDNN"));
+    // A row holding a NaN gives NaN outputs (in that row only), as an fp32 product does.
+    auto x_nan = x;
+    x_nan[0] = std::nanf("");
+    b.linear({x_nan.data(), n, in}, prepared, {bias.data(), out}, {y.data(), n, out}, e);
+    CHECK(std::all_of(y.begin(), y.begin() + out, [](float v) { return std::isnan(v); }));
+    CHECK(std::none_of(y.begin() + out, y.end(), [](float v) { return std::isnan(v); }));
 }
 
 TEST_CASE("eigen_cpu's products on strided rows: the same bits as on contiguous ones, in every precision", "[backend]") {

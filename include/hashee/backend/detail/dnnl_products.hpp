@@ -22,9 +22,11 @@
 // front end in C++20 (an internal error), and CUDA translation units include this header too.
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -87,10 +89,20 @@ struct prepacked_weight {
 };
 
 /// Symmetric int8 quantization of n values: q[i] = round(x[i] / scale) in [-127, 127], ties to
-/// even, with scale = max |x| / 127 (1 for an all-zero row); returns the scale.
+/// even, with scale = max |x| / 127 (1 for an all-zero row); returns the scale. A row holding a
+/// NaN or an infinity gets the scale NaN (and zeros), so its products come out NaN, as in fp32,
+/// never as finite garbage.
 inline float quantize_int8(const float* x, index_t n, std::int8_t* q) {
     float amax = 0;
-    for (index_t i = 0; i < n; ++i) amax = std::max(amax, std::abs(x[i]));
+    bool finite = true;
+    for (index_t i = 0; i < n; ++i) {
+        finite = finite && std::isfinite(x[i]);
+        amax = std::max(amax, std::abs(x[i]));
+    }
+    if (!finite) {
+        std::fill_n(q, n, std::int8_t{0});
+        return std::numeric_limits<float>::quiet_NaN();
+    }
     const float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
     for (index_t i = 0; i < n; ++i) q[i] = static_cast<std::int8_t>(std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f));
     return scale;
