@@ -33,9 +33,11 @@ std::vector<float> dense_reference(const B& b, const bert_encoder<B>& enc, const
     for (int l = 1; l <= c.num_hidden_layers; ++l) {
         const auto& lw = w.layers()[static_cast<std::size_t>(l - 1)];
         const std::vector<float> before = to_host<B, float>(b, h, static_cast<std::size_t>(n * d));
+        // Q, K and V as three products (the encoder runs one fused product, or two).
+        const auto key = b.weight_rows(lw.key_value.weight, 0, d), value = b.weight_rows(lw.key_value.weight, d, d);
         b.linear(H, lw.query.weight, lw.query.bias, Q, epilogue::none);
-        b.linear(H, lw.key.weight, lw.key.bias, K, epilogue::none);
-        b.linear(H, lw.value.weight, lw.value.bias, V, epilogue::none);
+        b.linear(H, key, lw.key_value.bias.slice(0, d), K, epilogue::none);
+        b.linear(H, value, lw.key_value.bias.slice(d, d), V, epilogue::none);
         if (kv == kv_semantics::keep) {
             b.attention(Q, K, V, {offs.data(), S + 1}, {offs.data(), S + 1}, c.num_attention_heads, C);
         } else { // keys and values: the rows still active, sequence by sequence

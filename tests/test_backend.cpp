@@ -99,6 +99,39 @@ TEMPLATE_LIST_TEST_CASE("linear writes strided column blocks and rejects misfit 
                        usage_error, "U40");
 }
 
+TEMPLATE_LIST_TEST_CASE("weight_rows: a prepared weight's rows as products of their own (the fused Q/K/V's parts)",
+                        "[backend]", all_backends) {
+    const int threads = GENERATE(1, 2, 3);
+    const auto [n, in, d] = GENERATE(table<index_t, index_t, index_t>({{5, 64, 48}, {32, 384, 384}, {300, 384, 384}}));
+    CAPTURE(threads, n, in, d);
+    const auto b = test::make_backend<TestType>(threads);
+    hashee::detail::random_source rng(static_cast<std::uint64_t>(n + in + d));
+    const index_t out = 3 * d;
+    const auto x = random_vector(n * in, rng), w = random_vector(out * in, rng, 0.1f), bias = random_vector(out, rng);
+    const auto xd = to_device(b, x), wd = to_device(b, w), bd = to_device(b, bias);
+    const auto fused = b.prepare_weight({wd.data(), out, in});
+    auto yd = b.template allocate<float>(n * out);
+    b.linear({xd.data(), n, in}, fused, {bd.data(), out}, {yd.data(), n, out}, epilogue::none);
+    const auto y = to_host<TestType, float>(b, yd, n * out);
+    for (const auto& [first, count] : {std::pair<index_t, index_t>{0, d}, {d, 2 * d}, {2 * d, d}}) {
+        CAPTURE(first, count);
+        auto pd = b.template allocate<float>(n * count);
+        const vector_view<const float> part_bias(bd.data() + first, count);
+        b.linear({xd.data(), n, in}, b.weight_rows(fused, first, count), part_bias, {pd.data(), n, count}, epilogue::none);
+        const auto part = to_host<TestType, float>(b, pd, n * count);
+        double worst = 0;
+        for (index_t r = 0; r < n; ++r)
+            for (index_t c = 0; c < count; ++c) {
+                const double full = y[r * out + first + c];
+                worst = std::max(worst, std::abs(full - part[r * count + c]) / (1.0 + std::abs(full)));
+            }
+        CHECK(worst < 1e-5);
+    }
+    CHECK_THROWS_ID_AS(b.weight_rows(fused, 2 * d, d + 1), usage_error, "U42");
+    CHECK_THROWS_ID_AS(b.weight_rows(fused, -1, d), usage_error, "U42");
+    CHECK_THROWS_ID_AS(b.weight_rows(fused, 0, 0), usage_error, "U42");
+}
+
 TEMPLATE_LIST_TEST_CASE("attention over a ragged packed batch, queries a subset of keys", "[backend]", all_backends) {
     const int threads = GENERATE(1, 2);
     const auto b = test::make_backend<TestType>(threads);
@@ -367,7 +400,10 @@ TEST_CASE("eigen_cpu's int8 products: W per output channel, x per row, exact int
         const std::vector<float> bad = {1.0f, std::nanf(""), 2.0f, INFINITY};
         CHECK(std::isnan(quantize_int8(bad.data(), 2, q.data()))); // a NaN row scales to NaN: its products are NaN
         CHECK(std::isnan(quantize_int8(bad.data() + 2, 2, q.data())));
+        CHECK(quantize_int8(v.data(), 5, q.data(), 63) == Approx(1.27f / 63));
+        CHECK(q == std::vector<std::int8_t>{63, -32, 0, 1, 0}); // -31.5 -> -32 (even), 0.744 -> 1
     }
+    CHECK((hashee::detail::int8_weight_levels() == 127 || hashee::detail::int8_weight_levels() == 63));
     const int threads = GENERATE(1, 2);
     const eigen_cpu b(threads, gemm_precision::int8);
     const auto [n, in, out] = GENERATE(table<index_t, index_t, index_t>({{1, 384, 384}, {17, 64, 48}, {64, 384, 1536}, {300, 1536, 384}}));
@@ -381,7 +417,10 @@ TEST_CASE("eigen_cpu's int8 products: W per output channel, x per row, exact int
     std::vector<std::int8_t> qx(static_cast<std::size_t>(n * in)), qw(static_cast<std::size_t>(out * in));
     std::vector<float> sx(static_cast<std::size_t>(n)), sw(static_cast<std::size_t>(out));
     for (index_t r = 0; r < n; ++r) sx[r] = quantize_int8(x.data() + r * in, in, qx.data() + r * in);
-    for (index_t c = 0; c < out; ++c) sw[c] = quantize_int8(w.data() + c * in, in, qw.data() + c * in);
+    // W to 8 bits where the CPU has VNNI, to 7 where it does not (its kernels' pairs would saturate).
+    const int levels = hashee::detail::int8_weight_levels();
+    CAPTURE(levels, b.product_kernel(n, in, out));
+    for (index_t c = 0; c < out; ++c) sw[c] = quantize_int8(w.data() + c * in, in, qw.data() + c * in, levels);
     double worst = 0, worst_fp32 = 0;
     for (index_t r = 0; r < n; ++r)
         for (index_t c = 0; c < out; ++c) {
@@ -432,6 +471,28 @@ TEST_CASE("eigen_cpu's products on strided rows: the same bits as on contiguous 
         CHECK(std::equal(y.begin() + r * out, y.begin() + (r + 1) * out, y_strided.begin() + r * y_stride));
         CHECK(std::all_of(y_strided.begin() + r * y_stride + out, y_strided.begin() + (r + 1) * y_stride, [](float v) { return v == -7.0f; }));
     }
+}
+
+TEST_CASE("eigen_cpu's weight_rows: the same bits as the rows prepared alone, in every precision, sharing the bytes", "[backend]") {
+    const gemm_precision precision = GENERATE(gemm_precision::fp32, gemm_precision::bf16, gemm_precision::int8);
+    const int threads = GENERATE(1, 2);
+    const index_t n = GENERATE(16, 37, 200), in = 384, d = 384;
+    CAPTURE(precision_name(precision), threads, n);
+    const eigen_cpu b(threads, precision);
+    hashee::detail::random_source rng(17);
+    const auto x = random_vector(n * in, rng), w = random_vector(3 * d * in, rng, 0.1f), bias = random_vector(3 * d, rng);
+    const auto fused = b.prepare_weight({w.data(), 3 * d, in});
+    const auto kv = b.weight_rows(fused, d, 2 * d);
+    const auto alone = b.prepare_weight({w.data() + d * in, 2 * d, in});
+    std::vector<float> y(static_cast<std::size_t>(n * 2 * d)), y_alone(y.size());
+    b.linear({x.data(), n, in}, kv, {bias.data() + d, 2 * d}, {y.data(), n, 2 * d}, epilogue::gelu);
+    b.linear({x.data(), n, in}, alone, {bias.data() + d, 2 * d}, {y_alone.data(), n, 2 * d}, epilogue::gelu);
+    CHECK(y == y_alone);
+    // Where oneDNN reads W^T plain (gemm:jit, the AVX2 kernels) a part is a view of the fused
+    // bytes, never a copy; brgemm's blocked layouts share too where the output blocks are outermost.
+    INFO(b.product_kernel(n, in, 3 * d) << ": a part holds " << b.weight_bytes(kv) << " bytes of its own");
+    if (b.product_kernel(n, in, 3 * d).find("gemm:jit") != std::string::npos) CHECK(b.weight_bytes(kv) == 0);
+    CHECK(b.weight_bytes(kv) <= b.weight_bytes(alone));
 }
 
 TEST_CASE("a failure oneDNN reports is a device_error naming the call", "[backend]") {

@@ -2,7 +2,10 @@
 // count; the padded-batch path equals the packed one; weights are used in place; and every
 // bad input gets a typed error.
 
+#include <algorithm>
 #include <cmath>
+#include <span>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -94,11 +97,25 @@ TEST_CASE("a right-padded batch packs to the same outputs as its encodings", "[e
 
 TEST_CASE("F32 weights are used in place, straight from the mapped checkpoint", "[encoder]") {
     const auto& w = real_model().encoder().weights();
-    CHECK(w.owned_bytes() == 0);
+    const auto& c = real_model().config();
     const auto& f = w.file();
     const auto* word = f.find("embeddings.word_embeddings.weight");
     REQUIRE(word);
     CHECK(static_cast<const void*>(w.embeddings().word.data) == static_cast<const void*>(f.bytes(*word).data()));
+    const auto* dense_bias = f.find("encoder.layer.0.attention.output.dense.bias");
+    REQUIRE(dense_bias);
+    CHECK(static_cast<const void*>(w.layers()[0].attention_output.bias.data) == static_cast<const void*>(f.bytes(*dense_bias).data()));
+    // The one copy: each layer's query, key and value weights and biases, stacked for the fused product.
+    const auto d = static_cast<std::size_t>(c.hidden_size);
+    CHECK(w.owned_bytes() == static_cast<std::size_t>(c.num_hidden_layers) * 3 * (d * d + d) * sizeof(float));
+    const auto* key_bias = f.find("encoder.layer.2.attention.self.key.bias");
+    REQUIRE(key_bias);
+    std::vector<float> converted;
+    const std::span<const float> key = f.floats(*key_bias, converted);
+    const auto& qkv = w.layers()[2].query_key_value.bias;
+    REQUIRE(qkv.size == static_cast<index_t>(3 * d));
+    CHECK(std::equal(key.begin(), key.end(), qkv.data + d));
+    CHECK(w.layers()[2].key_value.bias.data == qkv.data + d);
     CHECK(w.layers().size() == 6);
     CHECK(w.prefix().empty());
     REQUIRE(w.pooler() != nullptr);

@@ -38,12 +38,15 @@ concept backend_memory = requires(const B& b, typename B::template buffer<float>
 /// Dense algebra: y = x W^T + bias, then the epilogue (W is [out, in] as in PyTorch), on a
 /// plain W or on a `weight_matrix`: W as the backend prepared it once, at load, for its
 /// products (a blocked layout its kernels read; or the plain view itself), which holds
-/// weight_bytes of its own beside the checkpoint.
+/// weight_bytes of its own beside the checkpoint. weight_rows(W, first, count): the products
+/// of W's rows [first, first + count) alone, at load, sharing W's prepared bytes where the
+/// backend can (a fused Q/K/V weight serves its Q and its K/V parts).
 template <class B>
 concept backend_gemm = requires(const B& b, const_matrix_view<float> x, const_matrix_view<float> w,
                                 const typename B::weight_matrix& prepared, vector_view<const float> bias,
                                 matrix_view<float> y) {
     { b.prepare_weight(w) } -> std::same_as<typename B::weight_matrix>;
+    { b.weight_rows(prepared, index_t{}, index_t{}) } -> std::same_as<typename B::weight_matrix>;
     { b.weight_bytes(prepared) } -> std::convertible_to<std::size_t>;
     b.linear(x, w, bias, y, epilogue::none);
     b.linear(x, prepared, bias, y, epilogue::none);

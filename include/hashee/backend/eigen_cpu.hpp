@@ -11,10 +11,12 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <hashee/core/detail/eigen.hpp>
@@ -88,17 +90,29 @@ public:
     // ---- algebra ------------------------------------------------------------------------
 #if HASHEE_GEMM_BY_DNNL
     /// W [out, in] prepacked at load for oneDNN's kernels in the backend's precision (converted
-    /// to bf16, or quantized to int8 per output channel), beside its plain view.
+    /// to bf16, or quantized to int8 per output channel), beside its plain view; and cut by
+    /// output channels into one panel per thread (views of the same bytes; none where the
+    /// layout does not allow it, dnnl_products::panel), for the products of few rows.
     struct weight_matrix {
         const_matrix_view<float> plain;
         detail::prepacked_weight packed;
+        std::vector<std::pair<index_t, detail::prepacked_weight>> thread_panels;
     };
-    weight_matrix prepare_weight(const_matrix_view<float> w) const { return {w, products_->prepack(w, dnnl_type())}; }
-    std::size_t weight_bytes(const weight_matrix& w) const { return w.packed.bytes + w.packed.channel_scales.size() * sizeof(float); }
-
+    weight_matrix prepare_weight(const_matrix_view<float> w) const { return with_panels({w, products_->prepack(w, dnnl_type()), {}}); }
+    /// Rows [first, first + count) of a prepared W (its output channels) as a weight of their
+    /// own: the same prepacked bytes where the layout allows, else prepacked anew.
+    weight_matrix weight_rows(const weight_matrix& w, index_t first, index_t count) const {
+        detail::check_weight_rows(w.plain, first, count);
+        const const_matrix_view<float> rows = w.plain.block_rows(first, count);
+        std::optional<detail::prepacked_weight> panel = products_->panel(w.packed, first, count);
+        return with_panels({rows, panel ? std::move(*panel) : products_->prepack(rows, dnnl_type()), {}});
+    }
+    std::size_t weight_bytes(const weight_matrix& w) const { return w.packed.own_bytes(); }
     /// y = x W^T + bias, then `e`; W is [out, in]. Row blocks (detail::dnnl_row_blocks) go to the pool's
     /// threads, each one oneDNN call on its thread. On a plain W the product is fp32; on a
-    /// prepared one, in the precision it was prepared in.
+    /// prepared one, in the precision it was prepared in. A prepared product of at most one
+    /// row block is cut by output channels instead (weight_matrix::thread_panels): each thread
+    /// then reads its part of W only, not all of it.
     void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                 matrix_view<float> y, epilogue e) const {
         detail::check_linear_shapes(x, w, bias, y);
@@ -107,6 +121,15 @@ public:
     void linear(const_matrix_view<float> x, const weight_matrix& w, vector_view<const float> bias, matrix_view<float> y,
                 epilogue e) const {
         detail::check_linear_shapes(x, w.plain, bias, y);
+        const detail::dnnl_row_blocks blocks(x.rows, w.plain.cols, w.plain.rows, threads_);
+        if (blocks.by_columns && !w.thread_panels.empty()) {
+            parallel_for(static_cast<index_t>(w.thread_panels.size()), [&](index_t t) {
+                const auto& [first, panel] = w.thread_panels[static_cast<std::size_t>(t)];
+                const index_t count = panel.desc.dims[1];
+                products_->linear(x, panel, bias.slice(first, count), y.block_cols(first, count), e);
+            });
+            return;
+        }
         by_row_tiles(x, w.plain, y,
                      [&](const_matrix_view<float> xs, matrix_view<float> ys) { products_->linear(xs, w.packed, bias, ys, e); });
     }
@@ -114,6 +137,10 @@ public:
     /// The products read W where it is: preparing it is the view itself.
     using weight_matrix = const_matrix_view<float>;
     weight_matrix prepare_weight(const_matrix_view<float> w) const { return w; }
+    weight_matrix weight_rows(const weight_matrix& w, index_t first, index_t count) const {
+        detail::check_weight_rows(w, first, count);
+        return w.block_rows(first, count);
+    }
     std::size_t weight_bytes(const weight_matrix&) const { return 0; }
 
     /// y = x W^T + bias, then `e`; W is [out, in]. Work is split in tiles (detail::linear_tiles).
@@ -217,6 +244,10 @@ private:
         else run(0, blocks.count);
     }
 
+    weight_matrix with_panels(weight_matrix w) const {
+        if (threads_ > 1) w.thread_panels = products_->column_panels(w.packed, threads_);
+        return w;
+    }
     dnnl_data_type_t dnnl_type() const {
         return precision_ == gemm_precision::bf16 ? dnnl_bf16 : precision_ == gemm_precision::int8 ? dnnl_s8 : dnnl_f32;
     }

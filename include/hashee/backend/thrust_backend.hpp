@@ -96,6 +96,10 @@ public:
     /// The products read W where it is: preparing it is the view itself.
     using weight_matrix = const_matrix_view<float>;
     weight_matrix prepare_weight(const_matrix_view<float> w) const { return w; }
+    weight_matrix weight_rows(const weight_matrix& w, index_t first, index_t count) const {
+        detail::check_weight_rows(w, first, count);
+        return w.block_rows(first, count);
+    }
     std::size_t weight_bytes(const weight_matrix&) const { return 0; }
 
     void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,

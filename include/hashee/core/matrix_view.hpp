@@ -53,6 +53,12 @@ struct vector_view {
     template <class U>
         requires(std::is_same_v<std::remove_const_t<T>, U> && std::is_const_v<T>)
     constexpr vector_view(const vector_view<U>& o) : data(o.data), size(o.size) {}
+
+    /// Elements [first, first + count); an empty view stays empty (an absent bias).
+    constexpr vector_view slice(index_t first, index_t count) const {
+        assert(size == 0 || (first >= 0 && first + count <= size));
+        return size == 0 ? vector_view{} : vector_view{data + first, count};
+    }
 };
 
 } // namespace hashee

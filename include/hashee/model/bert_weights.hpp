@@ -1,13 +1,17 @@
 #pragma once
 // The weights of a BERT encoder, bound to a backend. On a host backend F32 tensors are views
 // straight into the memory-mapped checkpoint (no copy); F16/BF16 tensors are converted once.
-// On a device backend every tensor is uploaded once. Immutable after loading.
+// On a device backend every tensor is uploaded once. Each layer's query, key and value weights
+// are stacked into one owned [3d, d] weight (one fused product). Immutable after loading.
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <deque>
+#include <initializer_list>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -37,9 +41,13 @@ struct embedding_weights {
     layer_norm_weights norm;
 };
 
+/// A transformer layer. Q, K and V are one product (query_key_value: the three weights stacked
+/// [3d, d] at load, their biases [3d]); `query` (rows [0, d)) and `key_value` (rows [d, 3d)) are
+/// its parts as products of their own, for the keep path, whose queries run on the active rows
+/// and its keys and values on every row.
 template <class Weight>
 struct basic_layer_weights {
-    basic_linear_weights<Weight> query, key, value, attention_output;
+    basic_linear_weights<Weight> query_key_value, query, key_value, attention_output;
     layer_norm_weights attention_norm;
     basic_linear_weights<Weight> intermediate, output;
     layer_norm_weights output_norm;
@@ -74,9 +82,22 @@ public:
             return linear_weights{mat(n + ".weight", out, in), vec(n + ".bias", out)};
         };
         auto norm = [&](const std::string& n) { return layer_norm_weights{vec(n + ".weight", d), vec(n + ".bias", d)}; };
-        auto prepared = [&](const std::string& n, std::int64_t out, std::int64_t in) {
-            const linear_weights l = lin(n, out, in);
-            return basic_linear_weights<typename B::weight_matrix>{backend.prepare_weight(l.weight), l.bias};
+        using prepared_linear = basic_linear_weights<typename B::weight_matrix>;
+        auto prepare = [&](const linear_weights& l) { return prepared_linear{backend.prepare_weight(l.weight), l.bias}; };
+        auto prepared = [&](const std::string& n, std::int64_t out, std::int64_t in) { return prepare(lin(n, out, in)); };
+        // Linear layers of one input side by side: their weights' rows stacked, their biases.
+        auto stacked = [&](const std::string& n, std::initializer_list<const char*> parts, std::int64_t out, std::int64_t in) {
+            std::vector<const tensor_info*> weights, biases;
+            for (const char* part : parts) {
+                weights.push_back(&f.expect(name(n + part + ".weight"), {out, in}));
+                biases.push_back(&f.expect(name(n + part + ".bias"), {out}));
+            }
+            const auto rows = static_cast<std::int64_t>(parts.size()) * out;
+            return linear_weights{const_matrix_view<float>(w.bind_stacked(weights, backend), rows, in),
+                                  vector_view<const float>(w.bind_stacked(biases, backend), rows)};
+        };
+        auto part = [&](const prepared_linear& l, index_t first, index_t count) {
+            return prepared_linear{backend.weight_rows(l.weight, first, count), l.bias.slice(first, count)};
         };
 
         // The embedding table against config.json's vocab_size: the two files disagree (E11).
@@ -94,14 +115,14 @@ public:
                          norm("embeddings.LayerNorm")};
         for (int l = 0; l < config.num_hidden_layers; ++l) {
             const std::string p = "encoder.layer." + std::to_string(l) + ".";
-            w.layers_.push_back({prepared(p + "attention.self.query", d, d), prepared(p + "attention.self.key", d, d),
-                                 prepared(p + "attention.self.value", d, d), prepared(p + "attention.output.dense", d, d),
+            const prepared_linear qkv = prepare(stacked(p + "attention.self.", {"query", "key", "value"}, d, d));
+            w.layers_.push_back({qkv, part(qkv, 0, d), part(qkv, d, 2 * d), prepared(p + "attention.output.dense", d, d),
                                  norm(p + "attention.output.LayerNorm"), prepared(p + "intermediate.dense", ff, d),
                                  prepared(p + "output.dense", d, ff), norm(p + "output.LayerNorm")});
             const layer_type& lw = w.layers_.back();
-            w.prepared_bytes_ += backend.weight_bytes(lw.query.weight) + backend.weight_bytes(lw.key.weight) +
-                                 backend.weight_bytes(lw.value.weight) + backend.weight_bytes(lw.attention_output.weight) +
-                                 backend.weight_bytes(lw.intermediate.weight) + backend.weight_bytes(lw.output.weight);
+            for (const prepared_linear* l : {&lw.query_key_value, &lw.query, &lw.key_value, &lw.attention_output,
+                                             &lw.intermediate, &lw.output})
+                w.prepared_bytes_ += backend.weight_bytes(l->weight);
         }
         if (f.find(name("pooler.dense.weight"))) {
             w.poolers_.push_back(lin("pooler.dense", d, d));
@@ -139,27 +160,47 @@ private:
                                                        "'', 'bert.' and 'elasticbert.')"));
     }
 
-    /// A pointer to the tensor's floats in the backend's memory space. A NaN or infinity in a
-    /// weight would spread silently through every output, so it is a weight_error here.
-    const float* bind(const tensor_info& t, const B& backend) {
-        std::vector<float> converted;
+    /// The tensor's floats on the host (in the mapping, or converted into `converted`). A NaN or
+    /// infinity in a weight would spread silently through every output, so it is a weight_error.
+    std::span<const float> finite_floats(const tensor_info& t, std::vector<float>& converted) const {
         std::span<const float> host = file_->floats(t, converted);
         if (const auto bad = std::find_if_not(host.begin(), host.end(), [](float x) { return std::isfinite(x); });
             bad != host.end())
             throw weight_error("E08", detail::located(file_->source(), "tensor '" + t.name + "' holds a non-finite value (" +
                                                                     std::to_string(*bad) + ") at element " +
                                                                     std::to_string(bad - host.begin())));
-        if constexpr (B::host_accessible) {
-            if (converted.empty()) return host.data(); // zero-copy view into the mapping
-        }
+        return host;
+    }
+    /// A copy of these floats in the backend's memory space, owned by this object.
+    const float* own(std::span<const float> host, const B& backend) {
         auto& buf = owned_.emplace_back(backend.template allocate<float>(static_cast<index_t>(host.size())));
         backend.upload(host, buf.data());
         return buf.data();
     }
+    /// A pointer to the tensor's floats in the backend's memory space.
+    const float* bind(const tensor_info& t, const B& backend) {
+        std::vector<float> converted;
+        std::span<const float> host = finite_floats(t, converted);
+        if constexpr (B::host_accessible) {
+            if (converted.empty()) return host.data(); // zero-copy view into the mapping
+        }
+        return own(host, backend);
+    }
+    /// The tensors' floats one after the other (a stacked weight), owned by this object.
+    const float* bind_stacked(std::span<const tensor_info* const> tensors, const B& backend) {
+        std::vector<float> all, converted;
+        for (const tensor_info* t : tensors) {
+            const std::span<const float> host = finite_floats(*t, converted);
+            all.insert(all.end(), host.begin(), host.end());
+        }
+        return own(all, backend);
+    }
 
     std::shared_ptr<const safetensors_file> file_;
     std::string prefix_;
-    std::vector<typename B::template buffer<float>> owned_;
+    // A deque: growing it never moves a buffer (the views point into them), whether or not a
+    // backend's buffer type moves without copying.
+    std::deque<typename B::template buffer<float>> owned_;
     embedding_weights embeddings_;
     std::vector<layer_type> layers_;
     std::size_t prepared_bytes_ = 0;

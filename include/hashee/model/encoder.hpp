@@ -96,31 +96,29 @@ private:
         }
     };
 
-    /// Activations of one forward: hidden states, Q, K, V, attention context, the attention
-    /// block's output and the feed-forward intermediate.
+    /// Activations of one forward: hidden states, Q, K and V side by side (one fused product
+    /// writes them: [n, 3d]), the keep path's queries of the active rows, attention context,
+    /// the attention block's output and the feed-forward intermediate.
     struct workspace {
         index_t n, d, ff;
-        fbuf h_buf, q_buf, k_buf, v_buf, ctx_buf, a_buf, inter_buf, x_buf;
-        matrix_view<float> h, q, k, v, ctx, a, inter;
+        fbuf h_buf, qkv_buf, q_buf, ctx_buf, a_buf, inter_buf, x_buf;
+        matrix_view<float> h, ctx, a, inter;
         workspace(const B& b, index_t n_, index_t d_, index_t ff_)
-            : n(n_), d(d_), ff(ff_), h_buf(b.template allocate<float>(n * d)), q_buf(b.template allocate<float>(n * d)),
-              k_buf(b.template allocate<float>(n * d)), v_buf(b.template allocate<float>(n * d)),
-              ctx_buf(b.template allocate<float>(n * d)), a_buf(b.template allocate<float>(n * d)),
-              inter_buf(b.template allocate<float>(n * ff)), x_buf(b.template allocate<float>(n * d)),
-              h(h_buf.data(), n, d), q(q_buf.data(), n, d),
-              k(k_buf.data(), n, d), v(v_buf.data(), n, d), ctx(ctx_buf.data(), n, d), a(a_buf.data(), n, d),
-              inter(inter_buf.data(), n, ff) {}
+            : n(n_), d(d_), ff(ff_), h_buf(b.template allocate<float>(n * d)), qkv_buf(b.template allocate<float>(3 * n * d)),
+              q_buf(b.template allocate<float>(n * d)), ctx_buf(b.template allocate<float>(n * d)),
+              a_buf(b.template allocate<float>(n * d)), inter_buf(b.template allocate<float>(n * ff)),
+              x_buf(b.template allocate<float>(n * d)), h(h_buf.data(), n, d), ctx(ctx_buf.data(), n, d),
+              a(a_buf.data(), n, d), inter(inter_buf.data(), n, ff) {}
         /// Views the first `rows` rows of every buffer (a compacted batch keeps its buffers).
         void use_rows(index_t rows) {
             n = rows;
             h = {h_buf.data(), n, d};
-            q = {q_buf.data(), n, d};
-            k = {k_buf.data(), n, d};
-            v = {v_buf.data(), n, d};
             ctx = {ctx_buf.data(), n, d};
             a = {a_buf.data(), n, d};
             inter = {inter_buf.data(), n, ff};
         }
+        /// `rows` rows of `parts` products of width d side by side in qkv_buf: [rows, parts * d].
+        matrix_view<float> fused(index_t rows, index_t parts) { return {qkv_buf.data(), rows, parts * d}; }
     };
 
     /// The rows still active at a layer (exit >= l), in packed order, and where each
@@ -198,10 +196,11 @@ private:
 
     /// One post-LayerNorm transformer layer on every row of ws.h, in place.
     void layer(const B& b, const layer_type& w, vector_view<const std::int32_t> offsets, workspace& ws) const {
-        b.linear(ws.h, w.query.weight, w.query.bias, ws.q, epilogue::none);
-        b.linear(ws.h, w.key.weight, w.key.bias, ws.k, epilogue::none);
-        b.linear(ws.h, w.value.weight, w.value.bias, ws.v, epilogue::none);
-        b.attention(ws.q, ws.k, ws.v, offsets, offsets, config_.num_attention_heads, ws.ctx);
+        const index_t d = ws.d;
+        const matrix_view<float> qkv = ws.fused(ws.n, 3);
+        b.linear(ws.h, w.query_key_value.weight, w.query_key_value.bias, qkv, epilogue::none);
+        b.attention(qkv.block_cols(0, d), qkv.block_cols(d, d), qkv.block_cols(2 * d, d), offsets, offsets,
+                    config_.num_attention_heads, ws.ctx);
         b.linear(ws.ctx, w.attention_output.weight, w.attention_output.bias, ws.a, epilogue::none);
         b.add_layer_norm(ws.a, ws.h, w.attention_norm.gamma, w.attention_norm.beta, eps());
         b.linear(ws.a, w.intermediate.weight, w.intermediate.bias, ws.inter, epilogue::gelu);
@@ -211,25 +210,26 @@ private:
 
     /// One layer on the active rows only: gather them, run queries, attention output,
     /// LayerNorms and the feed-forward block on the packed rows, scatter the results back.
-    /// Keys and values come from every row (keep: exited rows' frozen states) or from the
-    /// active rows only (drop).
+    /// Keys and values come from every row (keep: exited rows' frozen states; the queries then
+    /// run apart, on the active rows) or from the active rows only (drop: one fused product).
     template <kv_semantics KV>
     void packed_layer(const B& b, const layer_type& w, vector_view<const std::int32_t> offsets, const active_rows& act,
                       workspace& ws) const {
         const index_t m = act.count, d = ws.d;
-        const matrix_view<float> x(ws.x_buf.data(), m, d), q(ws.q_buf.data(), m, d), ctx(ws.ctx_buf.data(), m, d),
-            a(ws.a_buf.data(), m, d), inter(ws.inter_buf.data(), m, ws.ff);
+        const matrix_view<float> x(ws.x_buf.data(), m, d), ctx(ws.ctx_buf.data(), m, d), a(ws.a_buf.data(), m, d),
+            inter(ws.inter_buf.data(), m, ws.ff);
         b.gather_rows(ws.h, act.rows_view(), x);
-        b.linear(x, w.query.weight, w.query.bias, q, epilogue::none);
         if constexpr (KV == kv_semantics::keep) {
-            b.linear(ws.h, w.key.weight, w.key.bias, ws.k, epilogue::none);
-            b.linear(ws.h, w.value.weight, w.value.bias, ws.v, epilogue::none);
-            b.attention(q, ws.k, ws.v, act.offsets_view(), offsets, config_.num_attention_heads, ctx);
+            const matrix_view<float> q(ws.q_buf.data(), m, d), kv = ws.fused(ws.n, 2);
+            b.linear(x, w.query.weight, w.query.bias, q, epilogue::none);
+            b.linear(ws.h, w.key_value.weight, w.key_value.bias, kv, epilogue::none);
+            b.attention(q, kv.block_cols(0, d), kv.block_cols(d, d), act.offsets_view(), offsets, config_.num_attention_heads,
+                        ctx);
         } else {
-            const matrix_view<float> k(ws.k_buf.data(), m, d), v(ws.v_buf.data(), m, d);
-            b.linear(x, w.key.weight, w.key.bias, k, epilogue::none);
-            b.linear(x, w.value.weight, w.value.bias, v, epilogue::none);
-            b.attention(q, k, v, act.offsets_view(), act.offsets_view(), config_.num_attention_heads, ctx);
+            const matrix_view<float> qkv = ws.fused(m, 3);
+            b.linear(x, w.query_key_value.weight, w.query_key_value.bias, qkv, epilogue::none);
+            b.attention(qkv.block_cols(0, d), qkv.block_cols(d, d), qkv.block_cols(2 * d, d), act.offsets_view(),
+                        act.offsets_view(), config_.num_attention_heads, ctx);
         }
         b.linear(ctx, w.attention_output.weight, w.attention_output.bias, a, epilogue::none);
         b.add_layer_norm(a, x, w.attention_norm.gamma, w.attention_norm.beta, eps());

@@ -27,6 +27,13 @@ inline void check_linear_shapes(const_matrix_view<float> x, const_matrix_view<fl
                                      shape_str(y.rows, y.cols));
 }
 
+/// Rows [first, first + count) lie within W and are not none (backend_gemm's weight_rows).
+inline void check_weight_rows(const_matrix_view<float> w, index_t first, index_t count) {
+    if (first < 0 || count < 1 || first + count > w.rows)
+        throw usage_error("U42", "weight_rows: rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                                     ") of a weight with " + std::to_string(w.rows) + " rows");
+}
+
 /// The attention shapes fit; `offsets_readable`: the offsets are in host memory, so their last
 /// values are checked against the row counts too (a device backend cannot read them here).
 inline void check_attention_shapes(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,

@@ -1,16 +1,18 @@
 #pragma once
 // eigen_cpu's products through oneDNN (HASHEE_HAS_DNNL): y = x W^T + bias, then the epilogue,
 // as a matmul primitive whose weights were reordered once, at load, into the blocked layout
-// oneDNN's kernels read (prepacked_weight). Primitives are made once per shape class (rows, in,
-// out, type, a plain W's stride, bias, epilogue; x and y are always contiguous when they reach
-// it) and kept by the product engine; row counts are rounded up to a multiple of row_quantum
+// oneDNN's kernels read (prepacked_weight; a panel of its output channels is a prepacked_weight
+// over the same bytes). Primitives are made once per shape class (rows, in, out, type, W's
+// layout, bias, epilogue; x and y are always contiguous when they reach it) and kept by the
+// product engine; row counts are rounded up to a multiple of row_quantum
 // (the odd rows run from a zero-padded copy), so the classes stay few whatever the batch.
 // Weights prepacked for bf16 make bf16 products: x's rows are rounded to bf16 (to nearest even)
 // as they are staged, accumulation and y stay fp32. On a CPU for which oneDNN has no bf16
 // kernels (no AVX512_BF16 or AMX: AVX2 machines), the same numbers come from fp32 kernels on
 // bf16-rounded inputs (W rounded at load, x per product): the same results everywhere, faster
 // where the hardware has bf16; kernel() says which ran. Weights prepacked for int8 are
-// quantized per output channel (quantize_int8: symmetric, scale max|w|/127); x is quantized per
+// quantized per output channel (quantize_int8: symmetric, scale max|w|/127, or /63 on CPUs
+// without VNNI, whose kernels would saturate: int8_weight_levels); x is quantized per
 // row as it is staged, the int8 product is accumulated exactly in int32 (VNNI or AMX kernels
 // where the CPU has them), and y = acc * x_scale[row] * w_scale[col] + bias, then the
 // epilogue, runs here (oneDNN 2.x scales per column only). Each call runs on the calling thread
@@ -35,6 +37,7 @@
 #include <span>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -86,13 +89,18 @@ struct prepacked_weight {
     bool bf16_inputs = false;
     /// int8 (desc.data_type dnnl_s8): W[c, :] = channel_scales[c] * the stored integers.
     std::vector<float> channel_scales;
+    /// A panel of another prepacked_weight (dnnl_products::panel): data points into its bytes,
+    /// which it shares, so it holds no bytes of its own.
+    bool is_panel = false;
+    /// The bytes this weight holds beside the checkpoint (a panel: none).
+    std::size_t own_bytes() const { return is_panel ? 0 : bytes + channel_scales.size() * sizeof(float); }
 };
 
-/// Symmetric int8 quantization of n values: q[i] = round(x[i] / scale) in [-127, 127], ties to
-/// even, with scale = max |x| / 127 (1 for an all-zero row); returns the scale. A row holding a
-/// NaN or an infinity gets the scale NaN (and zeros), so its products come out NaN, as in fp32,
-/// never as finite garbage.
-inline float quantize_int8(const float* x, index_t n, std::int8_t* q) {
+/// Symmetric int8 quantization of n values: q[i] = round(x[i] / scale) in [-levels, levels],
+/// ties to even, with scale = max |x| / levels (1 for an all-zero row); returns the scale. A row
+/// holding a NaN or an infinity gets the scale NaN (and zeros), so its products come out NaN, as
+/// in fp32, never as finite garbage.
+inline float quantize_int8(const float* x, index_t n, std::int8_t* q, int levels = 127) {
     float amax = 0;
     bool finite = true;
     for (index_t i = 0; i < n; ++i) {
@@ -103,9 +111,23 @@ inline float quantize_int8(const float* x, index_t n, std::int8_t* q) {
         std::fill_n(q, n, std::int8_t{0});
         return std::numeric_limits<float>::quiet_NaN();
     }
-    const float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
-    for (index_t i = 0; i < n; ++i) q[i] = static_cast<std::int8_t>(std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f));
+    const auto top = static_cast<float>(levels);
+    const float scale = amax > 0 ? amax / top : 1.0f, inv = 1.0f / scale;
+    for (index_t i = 0; i < n; ++i) q[i] = static_cast<std::int8_t>(std::clamp(std::nearbyint(x[i] * inv), -top, top));
     return scale;
+}
+
+/// The largest |integer| int8 weights are quantized to on this CPU. With VNNI (AVX512_VNNI,
+/// AVX_VNNI) or AMX, oneDNN sums the byte products straight into int32: 127. Without (AVX2,
+/// AVX-512 before Cascade Lake), its kernels add pairs of u8 x s8 products in int16 first
+/// (vpmaddubsw), with x shifted to u8, and those pairs saturate for |w| past 64 (measured on Zen
+/// 3: at 127, 1,022 of 1,024 sums wrong, silently); weights of 7 bits (|w| <= 63) keep every sum
+/// exact, as ONNX Runtime's reduce_range does. The effective ISA honours DNNL_MAX_CPU_ISA.
+inline int int8_weight_levels() {
+    const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+    constexpr auto vnni = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_vnni) & ~static_cast<unsigned>(dnnl_cpu_isa_avx512_core),
+                   avx2_vnni = static_cast<unsigned>(dnnl_cpu_isa_avx2_vnni) & ~static_cast<unsigned>(dnnl_cpu_isa_avx2);
+    return (isa & vnni) || (isa & avx2_vnni) ? 127 : 63;
 }
 
 /// Sets the calling thread's OpenMP thread count for a scope, restores it after.
@@ -137,13 +159,15 @@ inline std::uint16_t to_bf16(float f) {
 /// last one shorter), each one oneDNN call on one worker. Blocks hold at most max_rows rows and
 /// a multiple of dnnl_products::row_quantum, so the shape classes stay few; a product of fewer
 /// than min_parallel_macs multiply-accumulates is one block run on the calling thread (at
-/// batch 1, no thread hand-off per tiny product: `parallel` is false).
+/// batch 1, no thread hand-off per tiny product: `parallel` is false). A parallel product of at
+/// most max_rows rows is better cut by output channels where W can be (`by_columns`): each
+/// thread reads a part of W, not all of it, and runs every row.
 struct dnnl_row_blocks {
     static constexpr index_t max_rows = 128;
     static constexpr index_t min_parallel_macs = index_t{1} << 21;
 
     index_t rows = 0, per = 0, count = 0;
-    bool parallel = false;
+    bool parallel = false, by_columns = false;
 
     dnnl_row_blocks(index_t rows_, index_t in, index_t out, int threads);
     index_t first(index_t i) const { return i * per; }
@@ -175,7 +199,8 @@ public:
             quantized.resize(static_cast<std::size_t>(w.rows * w.cols));
             packed.channel_scales.resize(static_cast<std::size_t>(w.rows));
             for (index_t r = 0; r < w.rows; ++r)
-                packed.channel_scales[static_cast<std::size_t>(r)] = quantize_int8(w.row(r), w.cols, quantized.data() + r * w.cols);
+                packed.channel_scales[static_cast<std::size_t>(r)] =
+                    quantize_int8(w.row(r), w.cols, quantized.data() + r * w.cols, int8_weight_levels());
             plain_md = strided_desc(w.cols, w.rows, 1, w.cols, dnnl_s8);
             plain = quantized.data();
         } else if (bf16 && !bf16_kernels()) {
@@ -203,17 +228,71 @@ public:
         return packed;
     }
 
+    /// Output channels [first, first + count) of a prepacked W (the rows [first, first + count)
+    /// of the W it was made from) as a prepacked_weight over the same bytes, nothing copied;
+    /// nullopt where the layout does not allow it. `first` and `count` must be whole blocks of
+    /// the layout's output channels (any for plain W^T, as AVX2's gemm:jit reads it; 64 for
+    /// brgemm's BA16a64b), the layout must carry no extra data (the s8s8 compensation of some
+    /// int8 layouts), and a matmul primitive must accept the panel with the implementation the
+    /// whole W gets (brgemm does where the output blocks are outermost, so that a panel is
+    /// contiguous). Checked once, here, at load.
+    std::optional<prepacked_weight> panel(const prepacked_weight& w, index_t first, index_t count) const {
+        const dnnl_memory_desc_t& d = w.desc;
+        if (d.ndims != 2 || d.format_kind != dnnl_blocked || d.extra.flags != 0 || d.offset0 != 0 || count <= 0 ||
+            first < 0 || first + count > d.dims[1])
+            return std::nullopt;
+        const dnnl_blocking_desc_t& blk = d.format_desc.blocking;
+        const index_t block = output_block(d);
+        if (first % block != 0 || (count % block != 0 && first + count != d.dims[1])) return std::nullopt;
+        // The panel keeps W's strides: element (k, c) of the panel is element (k, first + c) of W,
+        // `first / block` output blocks further on.
+        prepacked_weight p;
+        p.desc = d;
+        p.desc.dims[1] = count;
+        p.desc.padded_dims[1] = (count + block - 1) / block * block;
+        p.bytes = dnnl_memory_desc_get_size(&p.desc);
+        const std::size_t offset = static_cast<std::size_t>(first / block * blk.strides[1]) * dnnl_data_type_size(d.data_type);
+        p.data = std::shared_ptr<const void>(w.data, static_cast<const std::byte*>(w.data.get()) + offset);
+        p.bf16_inputs = w.bf16_inputs;
+        if (!w.channel_scales.empty())
+            p.channel_scales.assign(w.channel_scales.begin() + first, w.channel_scales.begin() + first + count);
+        p.is_panel = true;
+        const dnnl_data_type_t type = d.data_type;
+        const dnnl_memory_desc_t src = rows_desc(pack_rows, d.dims[0], d.dims[0], type),
+                                 dst = rows_desc(pack_rows, count, count, accumulator(type));
+        const omp_threads_scope one(1);
+        const dnnl_primitive_desc_handle pd = try_matmul_desc(src, p.desc, dst);
+        if (!pd || implementation(pd.get()) != dense_implementation(pack_rows, d.dims[0], d.dims[1], type)) return std::nullopt;
+        return p;
+    }
+
+    /// W cut by output channels into `parts` panels of whole layout blocks, as even as the
+    /// blocks allow, each with its first channel; empty where W cannot be cut (panel).
+    std::vector<std::pair<index_t, prepacked_weight>> column_panels(const prepacked_weight& w, int parts) const {
+        const index_t out = w.desc.dims[1], block = output_block(w.desc);
+        const index_t blocks = (out + block - 1) / block;
+        std::vector<std::pair<index_t, prepacked_weight>> panels;
+        if (parts < 2 || blocks < parts) return panels;
+        for (index_t p = 0; p < parts; ++p) {
+            const index_t first = blocks * p / parts * block, last = std::min(out, blocks * (p + 1) / parts * block);
+            std::optional<prepacked_weight> made = panel(w, first, last - first);
+            if (!made) return {};
+            panels.emplace_back(first, std::move(*made));
+        }
+        return panels;
+    }
+
     /// y = x W^T + bias, then e, on the calling thread; W prepacked from a [y.cols, x.cols] matrix.
     void linear(const_matrix_view<float> x, const prepacked_weight& w, vector_view<const float> bias,
                 matrix_view<float> y, epilogue e) const {
-        run(x, w.desc, w.data.get(), 0, w.bf16_inputs, w.channel_scales.data(), bias, y, e);
+        run(x, w.desc, w.data.get(), w.bf16_inputs, w.channel_scales.data(), bias, y, e);
     }
 
     /// The same on a plain row-major W [y.cols, x.cols], read where it is (oneDNN copies its
     /// blocks as it goes: slower than a prepacked W).
     void linear(const_matrix_view<float> x, const_matrix_view<float> w, vector_view<const float> bias,
                 matrix_view<float> y, epilogue e) const {
-        run(x, plain_weight_desc(w), w.data, w.stride, false, nullptr, bias, y, e);
+        run(x, plain_weight_desc(w), w.data, false, nullptr, bias, y, e);
     }
 
     /// The implementation oneDNN chose for W^T products of this shape and input type (e.g.
@@ -225,12 +304,8 @@ public:
                 return "bf16 emulated (no bf16 kernels in oneDNN for this CPU): " + kernel(rows, in, out, dnnl_f32) +
                        " on bf16-rounded inputs";
         }
-        const omp_threads_scope one(1);
-        const dnnl_primitive_desc_handle pd =
-            matmul_desc(rows_desc(rows, in, in, type), any_weight_desc(in, out, type), nullptr, rows_desc(rows, out, out, accumulator(type)), nullptr);
-        const char* info = nullptr;
-        dnnl_check(dnnl_primitive_desc_query(pd.get(), dnnl_query_impl_info_str, 0, &info), "dnnl_primitive_desc_query");
-        return info ? info : "";
+        return dense_implementation(rows, in, out, type) +
+               (type == dnnl_s8 && int8_weight_levels() < 127 ? ", 7-bit weights (no VNNI)" : "");
     }
 
     /// Row counts are run in multiples of this (a shape class per multiple).
@@ -241,15 +316,9 @@ private:
 
     /// Whether oneDNN makes bf16 matmuls on this CPU (asked once; call with mutex_ held).
     bool bf16_kernels() const {
-        if (!bf16_kernels_) {
-            dnnl_matmul_desc_t d{};
-            const dnnl_memory_desc_t src = rows_desc(pack_rows, 64, 64, dnnl_bf16), w = any_weight_desc(64, 64, dnnl_bf16),
-                                     dst = rows_desc(pack_rows, 64, 64);
-            dnnl_primitive_desc_t pd = nullptr;
-            bf16_kernels_ = dnnl_matmul_desc_init(&d, &src, &w, nullptr, &dst) == dnnl_success &&
-                            dnnl_primitive_desc_create(&pd, &d, nullptr, engine_.get(), nullptr) == dnnl_success;
-            if (pd) dnnl_primitive_desc_destroy(pd);
-        }
+        if (!bf16_kernels_)
+            bf16_kernels_ = try_matmul_desc(rows_desc(pack_rows, 64, 64, dnnl_bf16), any_weight_desc(64, 64, dnnl_bf16),
+                                            rows_desc(pack_rows, 64, 64)) != nullptr;
         return *bf16_kernels_;
     }
     /// The type the products of `type` inputs are written in: int32 for int8, else fp32.
@@ -291,6 +360,36 @@ private:
         dnnl_check(dnnl_primitive_desc_create(&pd, &d, attr, engine_.get(), nullptr), "dnnl_primitive_desc_create (matmul)");
         return dnnl_primitive_desc_handle(pd);
     }
+    /// Output channels per block of a W^T layout (1 for a plain one).
+    static index_t output_block(const dnnl_memory_desc_t& d) {
+        index_t block = 1;
+        const dnnl_blocking_desc_t& blk = d.format_desc.blocking;
+        for (int i = 0; i < blk.inner_nblks; ++i)
+            if (blk.inner_idxs[i] == 1) block *= blk.inner_blks[i];
+        return block;
+    }
+    /// A matmul's primitive descriptor, or null where oneDNN has no implementation for it.
+    dnnl_primitive_desc_handle try_matmul_desc(const dnnl_memory_desc_t& src, const dnnl_memory_desc_t& weights,
+                                               const dnnl_memory_desc_t& dst) const {
+        dnnl_matmul_desc_t d{};
+        dnnl_primitive_desc_t pd = nullptr;
+        if (dnnl_matmul_desc_init(&d, &src, &weights, nullptr, &dst) != dnnl_success ||
+            dnnl_primitive_desc_create(&pd, &d, nullptr, engine_.get(), nullptr) != dnnl_success)
+            return nullptr;
+        return dnnl_primitive_desc_handle(pd);
+    }
+    /// oneDNN's implementation of a matmul of this shape on a W in the layout it wants.
+    std::string dense_implementation(index_t rows, index_t in, index_t out, dnnl_data_type_t type) const {
+        const omp_threads_scope one(1);
+        return implementation(matmul_desc(rows_desc(rows, in, in, type), any_weight_desc(in, out, type), nullptr,
+                                          rows_desc(rows, out, out, accumulator(type)), nullptr)
+                                  .get());
+    }
+    static std::string implementation(const_dnnl_primitive_desc_t pd) {
+        const char* info = nullptr;
+        dnnl_check(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info), "dnnl_primitive_desc_query");
+        return info ? info : "";
+    }
     static dnnl_primitive_handle make_primitive(const_dnnl_primitive_desc_t pd) {
         dnnl_primitive_t p = nullptr;
         dnnl_check(dnnl_primitive_create(&p, pd), "dnnl_primitive_create");
@@ -311,7 +410,6 @@ private:
         dnnl_check(dnnl_stream_wait(s.get()), "dnnl_stream_wait");
     }
 
-    /// w_stride: the plain W's row stride, 0 for prepacked weights (part of the shape class).
     /// x is staged (copied, zero-padded to a multiple of row_quantum rows, rounded to bf16 for
     /// bf16 products, quantized per row for int8 ones) where the kernels cannot read it in
     /// place; so is y where it is padded. A row stride other than the row's length is staged
@@ -319,7 +417,7 @@ private:
     /// 128 x 384 -> 768 on Emerald Rapids: 1.4 s against 0.6 ms), so the primitives only ever
     /// see contiguous rows. int8 products are written as int32 over y's own bytes, then scaled
     /// back to fp32 in place (w_scales: W's per-channel scales).
-    void run(const_matrix_view<float> x, const dnnl_memory_desc_t& wd, const void* w, index_t w_stride, bool round_bf16,
+    void run(const_matrix_view<float> x, const dnnl_memory_desc_t& wd, const void* w, bool round_bf16,
              const float* w_scales, vector_view<const float> bias, matrix_view<float> y, epilogue e) const {
         if (x.rows == 0) return;
         const omp_threads_scope one(1);
@@ -367,7 +465,7 @@ private:
         }
         // int8: the bias and the epilogue come after the scaling, here, not in the primitive.
         const vector_view<const float> primitive_bias = int8 ? vector_view<const float>{} : bias;
-        const entry& p = primitive(rows, x.cols, y.cols, type, wd, w_stride, primitive_bias.size > 0,
+        const entry& p = primitive(rows, x.cols, y.cols, type, wd, primitive_bias.size > 0,
                                    int8 ? epilogue::none : e);
         thread_local std::vector<std::byte> scratch;
         if (scratch.size() < p.scratchpad_bytes) scratch.resize(p.scratchpad_bytes);
@@ -401,18 +499,21 @@ private:
         apply_epilogue(y, cols, e);
     }
 
-    using key = std::tuple<index_t, index_t, index_t, dnnl_data_type_t, index_t, bool, epilogue>;
+    /// rows, in, out, the input type, W's layout (its strides and its number of blocks: a plain
+    /// W of some row stride, W prepacked, or a panel of a wider prepacked W), bias, epilogue.
+    using key = std::tuple<index_t, index_t, index_t, dnnl_data_type_t, dnnl_dim_t, dnnl_dim_t, int, bool, epilogue>;
     struct entry {
         dnnl_primitive_handle matmul;
         dnnl_memory_desc_t scratchpad{};
         std::size_t scratchpad_bytes = 0;
     };
 
-    /// The primitive of this shape class, made on first use (the weights' layout is a
-    /// function of in and out, so it is not part of the class).
-    const entry& primitive(index_t rows, index_t in, index_t out, dnnl_data_type_t type,
-                           const dnnl_memory_desc_t& wd, index_t w_stride, bool has_bias, epilogue e) const {
-        const key k{rows, in, out, type, w_stride, has_bias, e};
+    /// The primitive of this shape class, made on first use (the blocks of a prepacked W's
+    /// layout are a function of in, out and the type).
+    const entry& primitive(index_t rows, index_t in, index_t out, dnnl_data_type_t type, const dnnl_memory_desc_t& wd,
+                           bool has_bias, epilogue e) const {
+        const dnnl_blocking_desc_t& blk = wd.format_desc.blocking;
+        const key k{rows, in, out, type, blk.strides[0], blk.strides[1], blk.inner_nblks, has_bias, e};
         const std::lock_guard lock(mutex_);
         if (auto it = primitives_.find(k); it != primitives_.end()) return it->second;
         dnnl_post_ops_t ops_raw = nullptr;
@@ -446,6 +547,7 @@ inline dnnl_row_blocks::dnnl_row_blocks(index_t rows_, index_t in, index_t out, 
     if (rows == 0) return;
     constexpr index_t q = dnnl_products::row_quantum;
     parallel = threads > 1 && rows * in * out >= min_parallel_macs;
+    by_columns = parallel && rows <= max_rows;
     per = max_rows;
     // Few rows for the threads: share them, a multiple of the quantum each.
     if (parallel && rows < max_rows * threads) per = std::max(q, ((rows + threads - 1) / threads + q - 1) / q * q);
