@@ -7,9 +7,9 @@
 // fraction of the peak; peak resident memory and the bytes of weights held beside the mapped
 // checkpoint; two runtimes running at once against one alone (idle pools must not spin against
 // each other). Each figure in every precision the backend runs: fp32 products (against the fp32
-// FMA peak), bf16 ones (against the AVX512_BF16 peak where the CPU has one; elsewhere the bf16
-// numbers come from fp32 kernels, and the kernel column says so) and int8 ones (against the
-// AVX512_VNNI peak where the CPU has one).
+// FMA peak), bf16 ones (against the AMX bf16 tile peak where the CPU has AMX, else the
+// AVX512_BF16 peak where it has one; elsewhere the bf16 numbers come from fp32 kernels, and the
+// kernel column says so) and int8 ones (against the AMX int8 tile peak, else the AVX512_VNNI one).
 //
 //   build/bench/bench_encoder [--benchmark_min_time=2]        (scripts/bench.sh runs it)
 // Environment: HASHEE_MODEL_DIR, HASHEE_ELUE_DIR, HASHEE_THREADS (default: all cores).
@@ -59,6 +59,7 @@ struct context {
     std::vector<encoding> sst2, fixed128;
     double peak_flops = 0; // the machine's fp32 FMA peak, FLOP/s: the higher of two measurements
     std::map<std::string, double> results_flops, results_tokens;
+    std::map<std::string, const variant*> results_variant;
     struct product { std::vector<double> flops; std::vector<std::string> kernels; }; // per variant
     std::vector<std::pair<std::string, product>> products; // in measuring order
     const variant& fp32() const { return *variants.front(); }
@@ -146,10 +147,11 @@ void bm_dense(benchmark::State& state, const std::vector<encoding>* inputs, std:
     state.counters["sentences/s"] =
         benchmark::Counter(static_cast<double>(state.iterations() * batch), benchmark::Counter::kIsRate);
     state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsRate);
-    state.counters["of_peak"] = flops / secs / ctx->peak_flops;
+    if (v->peak_flops > 0) state.counters["of_peak"] = flops / secs / v->peak_flops;
     const std::string key = name + "/" + precision_name(v->precision) + "/" + std::to_string(batch);
     ctx->results_flops[key] = flops / secs;
     ctx->results_tokens[key] = tokens / secs;
+    ctx->results_variant[key] = v;
 }
 
 std::vector<encoding> load_sst2(const wordpiece_tokenizer& tok, const std::filesystem::path& elue) {
@@ -213,6 +215,12 @@ void measure_two_runtimes(const context& c, std::size_t batch) {
     std::printf("| %zu | %d | %.1f | %.1f | %.2f | %.2f |\n", batch, 2 * n, 1e3 * alone, 1e3 * together, together / alone, cpu_per_wall);
 }
 
+void print_peaks(const bench::machine_peaks& peaks) {
+    for (const bench::peak* p : peaks.all())
+        std::printf("  %-22s %s\n", p->name, p->present() ? (std::to_string(static_cast<long>(p->gflops)) + " G/s").c_str() : "absent");
+    if (!peaks.amx_refused.empty()) std::printf("  (the CPU has AMX, but %s)\n", peaks.amx_refused.c_str());
+}
+
 long peak_rss_kib() {
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
@@ -226,20 +234,17 @@ int main(int argc, char** argv) {
     const std::filesystem::path elue = env_or("HASHEE_ELUE_DIR", HASHEE_BENCH_ELUE_DIR);
     const int threads = std::stoi(env_or("HASHEE_THREADS", std::to_string(std::max(1u, std::thread::hardware_concurrency())).c_str()));
     const long rss_before = peak_rss_kib();
-    context c{threads, {}, {}, {}, 0, {}, {}, {}};
+    context c{threads, {}, {}, {}, 0, {}, {}, {}, {}};
     ctx = &c;
     const bench::machine_peaks first_peaks = bench::measure_machine_peaks(threads);
     bench::machine_peaks peaks = first_peaks;
-    c.peak_flops = peaks.fp32() * 1e9;
-    const std::tuple<gemm_precision, double, const char*> precisions[] = {
-        {gemm_precision::fp32, peaks.fp32(), "fp32 FMA"},
-        {gemm_precision::bf16, peaks.avx512_bf16.gflops, peaks.avx512_bf16.name},
-        {gemm_precision::int8, peaks.avx512_vnni.gflops, peaks.avx512_vnni.name}};
-    for (const auto& [precision, peak, peak_name] : precisions) {
+    c.peak_flops = peaks.fp32().gflops * 1e9;
+    for (const gemm_precision precision : {gemm_precision::fp32, gemm_precision::bf16, gemm_precision::int8}) {
         try {
             eigen_cpu backend(threads, precision);
             auto m = model<eigen_cpu>::load(model_dir, backend);
-            c.variants.push_back(std::make_unique<variant>(variant{precision, std::move(backend), std::move(m), peak * 1e9, peak_name}));
+            const bench::peak& peak = peaks.of(precision);
+            c.variants.push_back(std::make_unique<variant>(variant{precision, std::move(backend), std::move(m), peak.gflops * 1e9, peak.name}));
         } catch (const input_error& e) { // E63: a precision this build does not run
             std::printf("%s products: not measured: %s\n", precision_name(precision), e.what());
         }
@@ -247,8 +252,7 @@ int main(int argc, char** argv) {
     c.sst2 = load_sst2(c.fp32().m.tokenizer(), elue);
     c.fixed128 = make_fixed128(c.fp32().m.tokenizer(), elue);
     std::printf("CPU: %s; %d threads\nmachine peaks (register-resident loops, same run):\n", bench::cpu_model().c_str(), threads);
-    for (const bench::peak* p : {&peaks.avx512_fp32, &peaks.avx2_fp32, &peaks.avx512_bf16, &peaks.avx512_vnni})
-        std::printf("  %-22s %s\n", p->name, p->present() ? (std::to_string(static_cast<long>(p->gflops)) + " G/s").c_str() : "absent");
+    print_peaks(peaks);
     for (const auto& v : c.variants) std::printf("%s products: %s\n", precision_name(v->precision), v->backend.product_kernel().c_str());
     std::printf("the rest (attention, LayerNorm, GELU where not fused): %s\n", hashee::detail::eigen_simd_name().c_str());
     if (c.peak_flops <= 0) {
@@ -258,14 +262,10 @@ int main(int argc, char** argv) {
     measure_products(c);
     // The peaks once more, after the products: each the higher of the two (machine_peaks::max_with).
     peaks = first_peaks.max_with(bench::measure_machine_peaks(threads));
-    c.peak_flops = peaks.fp32() * 1e9;
-    for (const auto& v : c.variants)
-        v->peak_flops = 1e9 * (v->precision == gemm_precision::bf16   ? peaks.avx512_bf16.gflops
-                               : v->precision == gemm_precision::int8 ? peaks.avx512_vnni.gflops
-                                                                      : peaks.fp32());
+    c.peak_flops = peaks.fp32().gflops * 1e9;
+    for (const auto& v : c.variants) v->peak_flops = 1e9 * peaks.of(v->precision).gflops;
     std::printf("machine peaks again after the products (the higher of the two is the ceiling):\n");
-    for (const bench::peak* p : {&peaks.avx512_fp32, &peaks.avx2_fp32, &peaks.avx512_bf16, &peaks.avx512_vnni})
-        std::printf("  %-22s %s\n", p->name, p->present() ? (std::to_string(static_cast<long>(p->gflops)) + " G/s").c_str() : "absent");
+    print_peaks(peaks);
     std::printf("\n| product (best of 10) | precision | GFLOP/s (GOP/s for int8) | of its peak | kernel |\n|---|---|---|---|---|\n");
     for (const auto& [shape, p] : c.products)
         for (std::size_t i = 0; i < c.variants.size(); ++i) {
@@ -296,11 +296,15 @@ int main(int argc, char** argv) {
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
 
-    std::printf("\n| input | products | batch | tokens/s | GFLOP/s (as fp32 FLOPs) | of fp32 peak |\n|---|---|---|---|---|---|\n");
+    std::printf("\n| input | products | batch | tokens/s | GFLOP/s (as fp32 FLOPs) | of fp32 peak | of its products' peak |\n"
+                "|---|---|---|---|---|---|---|\n");
     for (const auto& [key, f] : c.results_flops) {
         const auto a = key.find('/'), b = key.find('/', a + 1);
-        std::printf("| %s | %s | %s | %.0f | %.1f | %.0f%% |\n", key.substr(0, a).c_str(), key.substr(a + 1, b - a - 1).c_str(),
-                    key.substr(b + 1).c_str(), c.results_tokens[key], f / 1e9, 100 * f / c.peak_flops);
+        const variant& v = *c.results_variant[key];
+        const std::string of = v.peak_flops > 0 ? std::to_string(static_cast<int>(100 * f / v.peak_flops)) + "% of " + v.peak_name
+                                                : std::string("no ") + v.peak_name + " on this CPU";
+        std::printf("| %s | %s | %s | %.0f | %.1f | %.0f%% | %s |\n", key.substr(0, a).c_str(), key.substr(a + 1, b - a - 1).c_str(),
+                    key.substr(b + 1).c_str(), c.results_tokens[key], f / 1e9, 100 * f / c.peak_flops, of.c_str());
     }
     std::printf("\ntwo runtimes at once (fp32, SST-2 dev, %d threads each; best of 3):\n"
                 "| batch | forwards | one runtime alone, ms | two at once (half each), ms | ratio | CPU s per wall s, alone |\n"

@@ -135,11 +135,16 @@ TEMPLATE_LIST_TEST_CASE("weight_rows: a prepared weight's rows as products of th
 TEMPLATE_LIST_TEST_CASE("attention over a ragged packed batch, queries a subset of keys", "[backend]", all_backends) {
     const int threads = GENERATE(1, 2);
     const auto b = test::make_backend<TestType>(threads);
-    const int heads = GENERATE(1, 4, 12);
-    const index_t d = 48;
-    // Three sequences with 5, 1 and 9 keys; 3, 1 and 0 queries (a sequence may have none).
-    const std::vector<std::int32_t> kv_off{0, 5, 6, 15}, q_off{0, 3, 4, 4};
-    const index_t nk = 15, nq = 4;
+    // Head widths 96, 32, 24 and 8: whole pairs of SIMD packets, one pair, a packet and a part, lanes only.
+    const int heads = GENERATE(1, 3, 4, 12);
+    const index_t d = 96;
+    // Three sequences, either with 5, 1 and 9 keys and 3, 1 and 0 queries (a sequence may have
+    // none), or with 70, 1 and 37 keys and 38, 1 and 23 queries (blocks of four query rows and
+    // what is left over, keys past a whole number of packets).
+    const bool long_sequences = GENERATE(false, true);
+    const std::vector<std::int32_t> kv_off = long_sequences ? std::vector<std::int32_t>{0, 70, 71, 108} : std::vector<std::int32_t>{0, 5, 6, 15};
+    const std::vector<std::int32_t> q_off = long_sequences ? std::vector<std::int32_t>{0, 38, 39, 62} : std::vector<std::int32_t>{0, 3, 4, 4};
+    const index_t nk = kv_off.back(), nq = q_off.back();
     hashee::detail::random_source rng(static_cast<std::uint64_t>(heads));
     const auto q = random_vector(nq * d, rng), k = random_vector(nk * d, rng), v = random_vector(nk * d, rng);
     const auto qd = to_device(b, q), kd = to_device(b, k), vd = to_device(b, v);
