@@ -8,8 +8,6 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
-#include <type_traits>
-#include <vector>
 
 #include <hashee/core/detail/eigen.hpp>
 
@@ -146,135 +144,37 @@ inline std::string eigen_simd_name() {
            std::to_string(EIGEN_MINOR_VERSION) + ", " + Eigen::SimdInstructionSetsInUse();
 }
 
-/// One thread's room for attention heads: a head's K^T, its key columns padded to whole
-/// register pairs, and the scores. Grown as needed, reused over the thread's heads.
 struct attention_scratch {
-    std::vector<float, Eigen::aligned_allocator<float>> keys_t, scores;
+    row_major scores;
 };
 
-/// The register-blocked kernels of attention_head, on Eigen's SIMD packets (AVX-512: 16 floats,
-/// AVX2: 8, SSE: 4): blocks of up to four query rows, two packets of columns at a time, every
-/// accumulator in a register.
-namespace attention_blocks {
-
-using packet = Eigen::internal::packet_traits<float>::type;
-inline constexpr index_t lanes = Eigen::internal::packet_traits<float>::size;
-inline constexpr index_t max_rows = 4;
-
-/// Scores of `R` query rows (q, row stride q_stride) against every key: s[r][j] = q_r . k_j,
-/// for j < keys (a multiple of 2 lanes; K^T's padding columns are zero).
-template <int R>
-void scores(const float* q, index_t q_stride, const float* keys_t, index_t keys, index_t dh, float* s) {
-    using namespace Eigen::internal;
-    for (index_t j = 0; j < keys; j += 2 * lanes) {
-        packet acc[R][2];
-        for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = pset1<packet>(0.0f);
-        for (index_t c = 0; c < dh; ++c) {
-            const packet k0 = pload<packet>(keys_t + c * keys + j), k1 = pload<packet>(keys_t + c * keys + j + lanes);
-            for (int r = 0; r < R; ++r) {
-                const packet a = pset1<packet>(q[r * q_stride + c]);
-                acc[r][0] = pmadd(a, k0, acc[r][0]);
-                acc[r][1] = pmadd(a, k1, acc[r][1]);
-            }
-        }
-        for (int r = 0; r < R; ++r) {
-            pstore(s + r * keys + j, acc[r][0]);
-            pstore(s + r * keys + j + lanes, acc[r][1]);
-        }
-    }
-}
-
-/// out[r][c] = sum_j p[r][j] v[j][c] for `R` rows (p: row stride p_stride; v and out: row
-/// strides of their own), c < dh: two packets at a time, then one, then single lanes.
-template <int R>
-void weighted_values(const float* p, index_t p_stride, index_t keys, const float* v, index_t v_stride, index_t dh,
-                     float* out, index_t out_stride) {
-    using namespace Eigen::internal;
-    index_t c = 0;
-    for (; c + 2 * lanes <= dh; c += 2 * lanes) {
-        packet acc[R][2];
-        for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = pset1<packet>(0.0f);
-        for (index_t j = 0; j < keys; ++j) {
-            const packet v0 = ploadu<packet>(v + j * v_stride + c), v1 = ploadu<packet>(v + j * v_stride + c + lanes);
-            for (int r = 0; r < R; ++r) {
-                const packet a = pset1<packet>(p[r * p_stride + j]);
-                acc[r][0] = pmadd(a, v0, acc[r][0]);
-                acc[r][1] = pmadd(a, v1, acc[r][1]);
-            }
-        }
-        for (int r = 0; r < R; ++r) {
-            pstoreu(out + r * out_stride + c, acc[r][0]);
-            pstoreu(out + r * out_stride + c + lanes, acc[r][1]);
-        }
-    }
-    for (; c + lanes <= dh; c += lanes) {
-        packet acc[R];
-        for (int r = 0; r < R; ++r) acc[r] = pset1<packet>(0.0f);
-        for (index_t j = 0; j < keys; ++j) {
-            const packet v0 = ploadu<packet>(v + j * v_stride + c);
-            for (int r = 0; r < R; ++r) acc[r] = pmadd(pset1<packet>(p[r * p_stride + j]), v0, acc[r]);
-        }
-        for (int r = 0; r < R; ++r) pstoreu(out + r * out_stride + c, acc[r]);
-    }
-    for (; c < dh; ++c)
-        for (int r = 0; r < R; ++r) {
-            float acc = 0;
-            for (index_t j = 0; j < keys; ++j) acc += p[r * p_stride + j] * v[j * v_stride + c];
-            out[r * out_stride + c] = acc;
-        }
-}
-
-/// f<R>(row) for the query rows [0, rows) in blocks of max_rows, the last block shorter.
-template <class F>
-void by_row_blocks(index_t rows, F&& f) {
-    index_t r = 0;
-    for (; r + max_rows <= rows; r += max_rows) f(std::integral_constant<int, max_rows>{}, r);
-    switch (rows - r) {
-    case 3: f(std::integral_constant<int, 3>{}, r); break;
-    case 2: f(std::integral_constant<int, 2>{}, r); break;
-    case 1: f(std::integral_constant<int, 1>{}, r); break;
-    default: break;
-    }
-}
-
-} // namespace attention_blocks
-
-/// softmax(Q K^T / sqrt(d_head)) V for one head of one sequence of a packed batch: K^T of the
-/// head copied once into scratch (zero-padded to whole packet pairs), the scores and the
-/// weighted values by the register-blocked kernels above, the softmax over each score row.
+/// softmax(Q K^T / sqrt(d_head)) V for one head of one sequence of a packed batch.
 inline void attention_head(const_matrix_view<float> q, const_matrix_view<float> k, const_matrix_view<float> v,
                            vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets,
                            index_t seq, int head, int heads, matrix_view<float> out, attention_scratch& scratch) {
-    namespace blocks = attention_blocks;
     const index_t dh = q.cols / heads, col = head * dh;
     const index_t q0 = q_offsets.data[seq], mq = q_offsets.data[seq + 1] - q0;
     const index_t k0 = kv_offsets.data[seq], nk = kv_offsets.data[seq + 1] - k0;
     if (mq == 0) return;
+    auto o = map(out.block_rows(q0, mq).block_cols(col, dh));
     if (nk == 0) {
-        for (index_t r = 0; r < mq; ++r) std::fill_n(out.row(q0 + r) + col, dh, 0.0f);
+        o.setZero();
         return;
     }
-    const index_t keys = (nk + 2 * blocks::lanes - 1) / (2 * blocks::lanes) * (2 * blocks::lanes);
-    scratch.keys_t.resize(static_cast<std::size_t>(dh * keys));
-    scratch.scores.resize(static_cast<std::size_t>(blocks::max_rows * keys));
-    float* kt = scratch.keys_t.data();
-    for (index_t c = 0; c < dh; ++c) {
-        for (index_t j = 0; j < nk; ++j) kt[c * keys + j] = k.data[(k0 + j) * k.stride + col + c];
-        std::fill(kt + c * keys + nk, kt + (c + 1) * keys, 0.0f);
-    }
+    const auto qh = map(q.block_rows(q0, mq).block_cols(col, dh));
+    const auto kh = map(k.block_rows(k0, nk).block_cols(col, dh));
+    const auto vh = map(v.block_rows(k0, nk).block_cols(col, dh));
+    row_major& s = scratch.scores;
+    s.resize(mq, nk);
+    s.noalias() = qh * kh.transpose();
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
-    blocks::by_row_blocks(mq, [&](auto rows, index_t r0) {
-        constexpr int R = decltype(rows)::value;
-        float* s = scratch.scores.data();
-        blocks::scores<R>(q.row(q0 + r0) + col, q.stride, kt, keys, dh, s);
-        for (int r = 0; r < R; ++r) {
-            auto row = Eigen::Map<Eigen::ArrayXf>(s + r * keys, nk);
-            const float m = row.maxCoeff();
-            row = ((row - m) * scale).exp();
-            row *= 1.0f / row.sum();
-        }
-        blocks::weighted_values<R>(s, keys, nk, v.row(k0) + col, v.stride, dh, out.row(q0 + r0) + col, out.stride);
-    });
+    for (index_t r = 0; r < mq; ++r) {
+        auto row = s.row(r).array();
+        const float m = row.maxCoeff();
+        row = ((row - m) * scale).exp();
+        row /= row.sum();
+    }
+    o.noalias() = s * vh;
 }
 
 inline void linear_tiles::run(index_t t, const_matrix_view<float> x, const_matrix_view<float> w,
