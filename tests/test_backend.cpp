@@ -408,6 +408,29 @@ TEST_CASE("eigen_cpu's int8 products: W per output channel, x per row, exact int
         CHECK(quantize_int8(v.data(), 5, q.data(), 63) == Approx(1.27f / 63));
         CHECK(q == std::vector<std::int8_t>{63, -32, 0, 1, 0}); // -31.5 -> -32 (even), 0.744 -> 1
     }
+    // Rows of whole and partial 16-value lanes: the integers std::nearbyint gives, and a NaN or
+    // an infinity found wherever it sits.
+    {
+        hashee::detail::random_source rng(7);
+        for (const std::size_t n : {std::size_t{16}, std::size_t{37}, std::size_t{391}}) {
+            std::vector<float> x = random_vector(n, rng, 3.0f);
+            std::vector<std::int8_t> q(n);
+            const float scale = quantize_int8(x.data(), static_cast<index_t>(n), q.data());
+            float amax = 0;
+            for (const float f : x) amax = std::max(amax, std::abs(f));
+            CHECK(scale == amax / 127.0f);
+            std::size_t differ = 0;
+            for (std::size_t i = 0; i < n; ++i)
+                differ += q[i] != static_cast<std::int8_t>(std::nearbyint(std::clamp(x[i] * (1.0f / scale), -127.0f, 127.0f)));
+            CHECK(differ == 0);
+            for (const std::size_t at : {std::size_t{0}, n / 2, n - 1})
+                for (const float bad_value : {std::nanf(""), -INFINITY}) {
+                    std::vector<float> y = x;
+                    y[at] = bad_value;
+                    CHECK(std::isnan(quantize_int8(y.data(), static_cast<index_t>(n), q.data())));
+                }
+        }
+    }
     CHECK((hashee::detail::int8_weight_levels() == 127 || hashee::detail::int8_weight_levels() == 63));
     const int threads = GENERATE(1, 2);
     const eigen_cpu b(threads, gemm_precision::int8);

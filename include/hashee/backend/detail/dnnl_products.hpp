@@ -103,9 +103,9 @@ struct prepacked_weight {
 inline float quantize_int8(const float* x, index_t n, std::int8_t* q, int levels = 127) {
     // Loops the compiler vectorises (no libm call per value, no reduction across lanes until
     // the end; a third of the time std::isfinite and std::nearbyint per value took on 128 x 384
-    // values, measured on a Xeon with AMX): 16 running maxima of |x|, and 16 sums of x * 0, which are NaN exactly
-    // where some x is a NaN or an infinity; rounding to the nearest even integer is the sum with
-    // 1.5 * 2^23 and back, exact for |v| <= 127.
+    // values, measured on a Xeon with AMX): 16 running maxima of |x|, and 16 sums of x * 0,
+    // which are NaN exactly where some x is a NaN or an infinity; rounding to the nearest even
+    // integer is the sum with 1.5 * 2^23 and back, exact for |v| <= 127.
     constexpr index_t lanes = 16;
     float amax_lanes[lanes] = {}, probe_lanes[lanes] = {};
     for (index_t i = 0; i < n; i += lanes)
