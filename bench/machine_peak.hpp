@@ -13,20 +13,20 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <cerrno>
 #include <cstring>
-#include <iterator>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#include <immintrin.h>
 #include <cpuid.h>
+#include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -141,7 +141,8 @@ __attribute__((target("avx512f,avx512vnni"))) inline float loop_avx512_vnni(long
     return sum_lanes<std::int32_t>(s);
 }
 
-/// CPUID leaf 7: AMX-BF16 (EDX bit 22), AMX-TILE (bit 24), AMX-INT8 (bit 25).
+/// CPUID leaf 7, EDX: AMX-BF16 (bit 22), AMX-TILE (bit 24), AMX-INT8 (bit 25).
+inline constexpr unsigned amx_bf16_bit = 22, amx_int8_bit = 25;
 inline bool cpu_has_amx(unsigned edx_bit) {
     unsigned a = 0, b = 0, c = 0, d = 0;
     return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 24 & 1u) && (d >> edx_bit & 1u);
@@ -243,12 +244,12 @@ inline machine_peaks measure_machine_peaks(int threads) {
         p.avx512_bf16.gflops = detail::measure(detail::loop_avx512_bf16, 12 * 64.0, threads);
     if (__builtin_cpu_supports("avx512vnni"))
         p.avx512_vnni.gflops = detail::measure(detail::loop_avx512_vnni, 12 * 128.0, threads);
-    if (detail::cpu_has_amx(22) || detail::cpu_has_amx(25)) {
+    if (detail::cpu_has_amx(detail::amx_bf16_bit) || detail::cpu_has_amx(detail::amx_int8_bit)) {
         p.amx_refused = detail::request_amx_tiles();
         // Four tile products per iteration, each 16 cycles' work on one core: 1/10 the iterations.
-        if (p.amx_refused.empty() && detail::cpu_has_amx(22))
+        if (p.amx_refused.empty() && detail::cpu_has_amx(detail::amx_bf16_bit))
             p.amx_bf16.gflops = detail::measure(detail::loop_amx<std::uint16_t>, 4 * 16 * 16 * 32 * 2.0, threads, detail::peak_iterations / 10);
-        if (p.amx_refused.empty() && detail::cpu_has_amx(25))
+        if (p.amx_refused.empty() && detail::cpu_has_amx(detail::amx_int8_bit))
             p.amx_int8.gflops = detail::measure(detail::loop_amx<std::int8_t>, 4 * 16 * 16 * 64 * 2.0, threads, detail::peak_iterations / 10);
     }
     return p;

@@ -135,12 +135,12 @@ TEMPLATE_LIST_TEST_CASE("weight_rows: a prepared weight's rows as products of th
 TEMPLATE_LIST_TEST_CASE("attention over a ragged packed batch, queries a subset of keys", "[backend]", all_backends) {
     const int threads = GENERATE(1, 2);
     const auto b = test::make_backend<TestType>(threads);
-    // Head widths 96, 32, 24 and 8: whole pairs of SIMD packets, one pair, a packet and a part, lanes only.
+    // Head widths 96, 32 (the model's), 24 and 8.
     const int heads = GENERATE(1, 3, 4, 12);
     const index_t d = 96;
     // Three sequences, either with 5, 1 and 9 keys and 3, 1 and 0 queries (a sequence may have
-    // none), or with 70, 1 and 37 keys and 38, 1 and 23 queries (blocks of four query rows and
-    // what is left over, keys past a whole number of packets).
+    // none), or with 70, 1 and 37 keys and 38, 1 and 23 queries (odd lengths, longer than a SIMD
+    // register's lanes).
     const bool long_sequences = GENERATE(false, true);
     const std::vector<std::int32_t> kv_off = long_sequences ? std::vector<std::int32_t>{0, 70, 71, 108} : std::vector<std::int32_t>{0, 5, 6, 15};
     const std::vector<std::int32_t> q_off = long_sequences ? std::vector<std::int32_t>{0, 38, 39, 62} : std::vector<std::int32_t>{0, 3, 4, 4};
