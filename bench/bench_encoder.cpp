@@ -229,7 +229,7 @@ long peak_rss_kib() {
 
 } // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     const std::filesystem::path model_dir = env_or("HASHEE_MODEL_DIR", HASHEE_BENCH_MODEL_DIR);
     const std::filesystem::path elue = env_or("HASHEE_ELUE_DIR", HASHEE_BENCH_ELUE_DIR);
     const int threads = std::stoi(env_or("HASHEE_THREADS", std::to_string(std::max(1u, std::thread::hardware_concurrency())).c_str()));
@@ -318,4 +318,15 @@ int main(int argc, char** argv) {
     for (const auto& v : c.variants) std::printf(" %s %zu", precision_name(v->precision), v->m.encoder().weights().prepared_bytes());
     std::printf("\n");
     return 0;
+}
+
+// Bad input (a missing model or data directory, a corrupt file) ends the run with its typed
+// message and catalogue id, not with std::terminate.
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const hashee::error& e) {
+        std::fprintf(stderr, "bench_encoder: [%s] %s\n", std::string(e.id()).c_str(), e.what());
+        return 2;
+    }
 }

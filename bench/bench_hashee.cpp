@@ -52,7 +52,7 @@ double median(std::vector<double> v) {
 
 } // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     const int reps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 5;
     const std::filesystem::path model_dir = env_or("HASHEE_MODEL_DIR", HASHEE_BENCH_MODEL_DIR);
     const std::filesystem::path elue = env_or("HASHEE_ELUE_DIR", HASHEE_BENCH_ELUE_DIR);
@@ -118,4 +118,15 @@ int main(int argc, char** argv) {
         }
     }
     return 0;
+}
+
+// Bad input (a missing model or data directory, a corrupt file) ends the run with its typed
+// message and catalogue id, not with std::terminate.
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const hashee::error& e) {
+        std::fprintf(stderr, "bench_hashee: [%s] %s\n", std::string(e.id()).c_str(), e.what());
+        return 2;
+    }
 }

@@ -6,11 +6,15 @@
 #include <numeric>
 #include <set>
 #include <mutex>
+#include <atomic>
+#include <stdexcept>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
 #include <hashee/core/detail/random.hpp>
 #include <hashee/backend/backend.hpp>
+#include <hashee/backend/detail/thread_team.hpp>
 #include <hashee/core/error.hpp>
 
 #include "backends.hpp"
@@ -336,6 +340,53 @@ TEST_CASE("eigen_cpu runs every index exactly once and rejects a thread count be
         }
     }
     CHECK_THROWS_ID_AS(eigen_cpu(0), input_error, "E22");
+}
+
+TEST_CASE("thread_team: each part once per job, on its own thread, across sleeps, failures and concurrent callers", "[backend]") {
+    using hashee::detail::thread_team;
+    thread_team team(3);
+    REQUIRE(team.size() == 4);
+    // Many jobs back to back (the workers spin between them), of every width, then one after
+    // the workers have gone to sleep.
+    for (int round = 0; round < 2; ++round) {
+        for (int job = 0; job < 2000; ++job) {
+            const int parts = 1 + job % team.size();
+            std::vector<std::atomic<int>> hits(static_cast<std::size_t>(parts));
+            std::vector<std::thread::id> by(static_cast<std::size_t>(parts));
+            auto f = [&](int p) {
+                hits[static_cast<std::size_t>(p)].fetch_add(1);
+                by[static_cast<std::size_t>(p)] = std::this_thread::get_id();
+            };
+            team.run(parts, f);
+            for (int p = 0; p < parts; ++p) REQUIRE(hits[static_cast<std::size_t>(p)].load() == 1);
+            REQUIRE(by[0] == std::this_thread::get_id());
+            REQUIRE(std::set<std::thread::id>(by.begin(), by.end()).size() == static_cast<std::size_t>(parts));
+        }
+        std::this_thread::sleep_for(thread_team::spin_for * 10);
+    }
+    // A part that throws: the others still run, the job waits for them, the caller gets the
+    // exception, and the team goes on working.
+    for (int thrower : {0, 2}) {
+        std::atomic<int> ran{0};
+        auto f = [&](int p) {
+            ran.fetch_add(1);
+            if (p == thrower) throw std::runtime_error("part " + std::to_string(p));
+        };
+        CHECK_THROWS_WITH(team.run(4, f), "part " + std::to_string(thrower));
+        CHECK(ran.load() == 4);
+    }
+    // Callers on two threads at once: a job that finds the team busy runs on its caller alone.
+    std::atomic<long> total{0};
+    auto caller = [&] {
+        for (int job = 0; job < 500; ++job) {
+            auto f = [&](int p) { total.fetch_add(p + 1); };
+            team.run(4, f);
+        }
+    };
+    std::thread other(caller);
+    caller();
+    other.join();
+    CHECK(total.load() == 2 * 500 * (1 + 2 + 3 + 4));
 }
 
 #if HASHEE_HAS_DNNL && !defined(HASHEE_EIGEN_GEMM)

@@ -2,8 +2,8 @@
 // The CPU backend: the products through oneDNN where hashee was built with it (HASHEE_HAS_DNNL:
 // matmul primitives on weights prepacked at load, detail/dnnl_products.hpp), else through
 // Eigen 3.4 (detail/eigen_kernels.hpp); the row-wise work and attention in Eigen; a
-// caller-sized thread pool for all parallelism, the products included (each oneDNN call runs on
-// one of its threads). No global state: each eigen_cpu owns its pool and its primitives, and
+// caller-sized team of threads for all parallelism, the products included (each oneDNN call
+// runs on one of its threads; detail/thread_team.hpp). No global state: each eigen_cpu owns its pool and its primitives, and
 // the thread count is the caller's choice.
 
 #include <algorithm>
@@ -25,6 +25,7 @@
 #include <hashee/backend/precision.hpp>
 #include <hashee/backend/detail/checks.hpp>
 #include <hashee/backend/detail/eigen_kernels.hpp>
+#include <hashee/backend/detail/thread_team.hpp>
 // HASHEE_EIGEN_GEMM keeps the products off oneDNN (the tests run that path too).
 #if HASHEE_HAS_DNNL && !defined(HASHEE_EIGEN_GEMM)
 #define HASHEE_GEMM_BY_DNNL 1
@@ -52,7 +53,7 @@ public:
         if (precision != gemm_precision::fp32)
             detail::unsupported_precision("eigen", precision, "this build has no oneDNN: it runs fp32");
 #endif
-        if (threads > 1) pool_ = std::make_unique<Eigen::ThreadPool>(threads - 1);
+        if (threads > 1) team_ = std::make_unique<detail::thread_team>(threads - 1);
 #if HASHEE_GEMM_BY_DNNL
         products_ = std::make_unique<detail::dnnl_products>();
 #endif
@@ -215,19 +216,12 @@ public:
     void parallel_for_ranges(index_t n, index_t grain, F&& f) const {
         if (n <= 0) return;
         const index_t parts = std::clamp<index_t>(n / std::max<index_t>(grain, 1), 1, threads_);
-        if (parts == 1 || !pool_) {
+        if (parts == 1 || !team_) {
             f(index_t{0}, n);
             return;
         }
-        Eigen::Barrier done(static_cast<unsigned>(parts - 1));
-        for (index_t p = 1; p < parts; ++p) {
-            pool_->Schedule([&, p] {
-                f(n * p / parts, n * (p + 1) / parts);
-                done.Notify();
-            });
-        }
-        f(index_t{0}, n / parts);
-        done.Wait();
+        auto part = [&](int p) { f(n * p / parts, n * (p + 1) / parts); };
+        team_->run(static_cast<int>(parts), part);
     }
 
 private:
@@ -256,7 +250,7 @@ private:
 #endif
     gemm_precision precision_;
     int threads_;
-    std::unique_ptr<Eigen::ThreadPool> pool_;
+    std::unique_ptr<detail::thread_team> team_;
 };
 
 static_assert(backend<eigen_cpu>);

@@ -16,7 +16,7 @@
 // row as it is staged, the int8 product is accumulated exactly in int32 (VNNI or AMX kernels
 // where the CPU has them), and y = acc * x_scale[row] * w_scale[col] + bias, then the
 // epilogue, runs here (oneDNN 2.x scales per column only). Each call runs on the calling thread
-// only (the backend's pool does the threading), so no second thread pool ever spins against
+// only (the backend's thread team does the threading), so no second thread pool ever spins against
 // it: oneDNN threads through OpenMP here, and omp_set_num_threads(1) holds for the call and is
 // restored after.
 //
