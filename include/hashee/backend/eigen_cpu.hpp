@@ -3,8 +3,8 @@
 // matmul primitives on weights prepacked at load, detail/dnnl_products.hpp), else through
 // Eigen 3.4 (detail/eigen_kernels.hpp); the row-wise work and attention in Eigen; a
 // caller-sized team of threads for all parallelism, the products included (each oneDNN call
-// runs on one of its threads; detail/thread_team.hpp). No global state: each eigen_cpu owns its pool and its primitives, and
-// the thread count is the caller's choice.
+// runs on one of its threads; detail/thread_team.hpp). No global state: each eigen_cpu owns its
+// team and its primitives, and the thread count is the caller's choice.
 
 #include <algorithm>
 #include <cmath>

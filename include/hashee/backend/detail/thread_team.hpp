@@ -1,10 +1,11 @@
 #pragma once
 // The CPU backend's threads: the caller and `workers` more, which take part in one job at a
 // time. Between the jobs of a forward pass (a few microseconds apart at batch 1) the workers
-// spin, then sleep once no job has come for `spin_for`: waking a sleeping thread costs tens
-// of microseconds in a VM (measured at batch 1 with Eigen's ThreadPool, whose workers sleep
-// sooner: 21% of the samples in its worker loop and the kernel's scheduler). A job that
-// comes while another runs (the same backend used from two threads) runs on its caller alone.
+// spin briefly, then yield their core, then sleep once no job has come for `spin_for`
+// (await): waking a sleeping thread costs tens of microseconds in a VM (measured at batch 1
+// with Eigen's ThreadPool, whose workers sleep sooner: 21% of the samples in its worker loop
+// and the kernel's scheduler). A job that comes while another runs (the same backend used
+// from two threads) runs on its caller alone.
 
 #include <atomic>
 #include <chrono>
