@@ -42,6 +42,9 @@
 #include <vector>
 
 #include <omp.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <oneapi/dnnl/dnnl.h>
 
 #include <hashee/backend/backend.hpp>
@@ -126,8 +129,23 @@ inline float quantize_int8(const float* x, index_t n, std::int8_t* q, int levels
     }
     const auto top = static_cast<float>(levels);
     const float scale = amax > 0 ? amax / top : 1.0f, inv = 1.0f / scale;
+    index_t k = 0;
+#if defined(__AVX512F__)
+    // 16 at a time: scaled, clamped, rounded to nearest even and narrowed in 4 instructions (the
+    // loop below, which the compiler does not vectorise, took 2.3x as long on 384-value rows).
+    // Zero-masked forms with a full mask: GCC 12's unmasked min, max and conversions start from
+    // _mm512_undefined_* and trip -Wmaybe-uninitialized.
+    const __m512 lo = _mm512_set1_ps(-top), hi = _mm512_set1_ps(top), inv16 = _mm512_set1_ps(inv);
+    constexpr __mmask16 all = 0xFFFF;
+    for (; k + 16 <= n; k += 16) {
+        const __m512 scaled = _mm512_mul_ps(_mm512_loadu_ps(x + k), inv16);
+        const __m512 v = _mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, scaled, lo), hi);
+        const __m512i r = _mm512_maskz_cvt_roundps_epi32(all, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + k), _mm512_maskz_cvtepi32_epi8(all, r));
+    }
+#endif
     constexpr float round_even = 12582912.0f; // 1.5 * 2^23
-    for (index_t k = 0; k < n; ++k) {
+    for (; k < n; ++k) {
         const float v = std::min(std::max(x[k] * inv, -top), top);
         q[k] = static_cast<std::int8_t>(static_cast<int>((v + round_even) - round_even));
     }
