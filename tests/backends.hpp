@@ -7,6 +7,7 @@
 
 #include <span>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include <hashee/backend/eigen_cpu.hpp>
@@ -58,8 +59,10 @@ typename B::template buffer<T> to_device(const B& b, const std::vector<T>& host)
     return buf;
 }
 
-template <class B, class T>
-std::vector<T> to_host(const B& b, const typename B::template buffer<T>& buf, std::size_t n) {
+/// The first n elements of a buffer of B's, copied to the host.
+template <class B, class Buffer>
+auto to_host(const B& b, const Buffer& buf, std::size_t n) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(buf.data())>>;
     std::vector<T> host(n);
     b.download(static_cast<const T*>(buf.data()), std::span<T>(host));
     return host;

@@ -32,7 +32,7 @@ std::vector<float> dense_reference(const B& b, const bert_encoder<B>& enc, const
             w.embeddings().token_type, w.embeddings().norm.gamma, w.embeddings().norm.beta, eps, H);
     for (int l = 1; l <= c.num_hidden_layers; ++l) {
         const auto& lw = w.layers()[static_cast<std::size_t>(l - 1)];
-        const std::vector<float> before = to_host<B, float>(b, h, static_cast<std::size_t>(n * d));
+        const std::vector<float> before = to_host(b, h, static_cast<std::size_t>(n * d));
         // Q, K and V as three products (the encoder runs one fused product, or two).
         const auto key = b.weight_rows(lw.key_value.weight, 0, d), value = b.weight_rows(lw.key_value.weight, d, d);
         b.linear(H, lw.query.weight, lw.query.bias, Q, epilogue::none);
@@ -61,13 +61,13 @@ std::vector<float> dense_reference(const B& b, const bert_encoder<B>& enc, const
         b.linear(I, lw.output.weight, lw.output.bias, H, epilogue::none);
         b.add_layer_norm(H, A, lw.output_norm.gamma, lw.output_norm.beta, eps);
         // Exited rows keep their state from before this layer.
-        std::vector<float> after = to_host<B, float>(b, h, static_cast<std::size_t>(n * d));
+        std::vector<float> after = to_host(b, h, static_cast<std::size_t>(n * d));
         for (index_t t = 0; t < n; ++t)
             if (exits[static_cast<std::size_t>(t)] < l)
                 std::copy(before.begin() + t * d, before.begin() + (t + 1) * d, after.begin() + t * d);
         b.upload(std::span<const float>(after), h.data());
     }
-    return to_host<B, float>(b, h, static_cast<std::size_t>(n * d));
+    return to_host(b, h, static_cast<std::size_t>(n * d));
 }
 
 } // namespace hashee::test

@@ -62,7 +62,7 @@ TEMPLATE_LIST_TEST_CASE("linear computes x W^T + bias and its epilogue", "[backe
         b.linear({xd.data(), n, in}, b.prepare_weight(wv), {bd.data(), out}, {yd.data(), n, out}, e);
     else
         b.linear({xd.data(), n, in}, wv, {bd.data(), out}, {yd.data(), n, out}, e);
-    const auto y = to_host<TestType, float>(b, yd, n * out);
+    const auto y = to_host(b, yd, n * out);
     double worst = 0;
     for (index_t r = 0; r < n; ++r)
         for (index_t c = 0; c < out; ++c) {
@@ -84,7 +84,7 @@ TEMPLATE_LIST_TEST_CASE("linear writes strided column blocks and rejects misfit 
     auto yd = to_device(b, std::vector<float>(n * ld, 7.0f));
     const matrix_view<float> y_all(yd.data(), n, ld);
     b.linear({xd.data(), n, in}, {wd.data(), out, in}, {}, y_all.block_cols(5, out), epilogue::none);
-    const auto y = to_host<TestType, float>(b, yd, n * ld);
+    const auto y = to_host(b, yd, n * ld);
     for (index_t r = 0; r < n; ++r)
         for (index_t c = 0; c < ld; ++c) {
             if (c < 5 || c >= 5 + out) {
@@ -116,13 +116,13 @@ TEMPLATE_LIST_TEST_CASE("weight_rows: a prepared weight's rows as products of th
     const auto fused = b.prepare_weight({wd.data(), out, in});
     auto yd = b.template allocate<float>(n * out);
     b.linear({xd.data(), n, in}, fused, {bd.data(), out}, {yd.data(), n, out}, epilogue::none);
-    const auto y = to_host<TestType, float>(b, yd, n * out);
+    const auto y = to_host(b, yd, n * out);
     for (const auto& [first, count] : {std::pair<index_t, index_t>{0, d}, {d, 2 * d}, {2 * d, d}}) {
         CAPTURE(first, count);
         auto pd = b.template allocate<float>(n * count);
         const vector_view<const float> part_bias(bd.data() + first, count);
         b.linear({xd.data(), n, in}, b.weight_rows(fused, first, count), part_bias, {pd.data(), n, count}, epilogue::none);
-        const auto part = to_host<TestType, float>(b, pd, n * count);
+        const auto part = to_host(b, pd, n * count);
         double worst = 0;
         for (index_t r = 0; r < n; ++r)
             for (index_t c = 0; c < count; ++c) {
@@ -156,7 +156,7 @@ TEMPLATE_LIST_TEST_CASE("attention over a ragged packed batch, queries a subset 
     auto od = b.template allocate<float>(nq * d);
     b.attention({qd.data(), nq, d}, {kd.data(), nk, d}, {vd.data(), nk, d}, {qo.data(), 4}, {ko.data(), 4}, heads,
                 {od.data(), nq, d});
-    const auto o = to_host<TestType, float>(b, od, nq * d);
+    const auto o = to_host(b, od, nq * d);
     const index_t dh = d / heads;
     for (int s = 0; s < 3; ++s)
         for (index_t i = q_off[s]; i < q_off[s + 1]; ++i)
@@ -206,7 +206,7 @@ TEMPLATE_LIST_TEST_CASE("embed sums three tables and normalises; add_layer_norm 
     auto yd = b.template allocate<float>(n * d);
     b.embed({idd.data(), n}, {tdd.data(), n}, {pdd.data(), n}, {wd.data(), vocab, d}, {pd.data(), positions, d},
             {td.data(), types, d}, {gd.data(), d}, {bd.data(), d}, eps, {yd.data(), n, d});
-    auto y = to_host<TestType, float>(b, yd, n * d);
+    auto y = to_host(b, yd, n * d);
     std::vector<std::vector<double>> expect(n, std::vector<double>(d));
     for (index_t i = 0; i < n; ++i) {
         for (index_t j = 0; j < d; ++j)
@@ -218,7 +218,7 @@ TEMPLATE_LIST_TEST_CASE("embed sums three tables and normalises; add_layer_norm 
     const auto residual = random_vector(n * d, rng);
     const auto rd = to_device(b, residual);
     b.add_layer_norm({yd.data(), n, d}, {rd.data(), n, d}, {gd.data(), d}, {bd.data(), d}, eps);
-    const auto z = to_host<TestType, float>(b, yd, n * d);
+    const auto z = to_host(b, yd, n * d);
     for (index_t i = 0; i < n; ++i) {
         std::vector<double> row(d);
         for (index_t j = 0; j < d; ++j) row[j] = double(y[i * d + j]) + residual[i * d + j];
@@ -236,7 +236,7 @@ TEMPLATE_LIST_TEST_CASE("gather_rows picks rows by index", "[backend]", all_back
     const auto rd = to_device(b, rows);
     auto yd = b.template allocate<float>(4 * 3);
     b.gather_rows({xd.data(), 6, 3}, {rd.data(), 4}, {yd.data(), 4, 3});
-    const auto y = to_host<TestType, float>(b, yd, 12);
+    const auto y = to_host(b, yd, 12);
     CHECK(y == std::vector<float>{15, 16, 17, 0, 1, 2, 15, 16, 17, 6, 7, 8});
 }
 
@@ -248,7 +248,7 @@ TEMPLATE_LIST_TEST_CASE("scatter_rows puts rows back by index and leaves the oth
     const auto rd = to_device(b, rows);
     auto yd = to_device(b, std::vector<float>(5 * 3, -1.0f));
     b.scatter_rows({xd.data(), 2, 3}, {rd.data(), 2}, {yd.data(), 5, 3});
-    const auto y = to_host<TestType, float>(b, yd, 15);
+    const auto y = to_host(b, yd, 15);
     CHECK(y == std::vector<float>{-1, -1, -1, 4, 5, 6, -1, -1, -1, 1, 2, 3, -1, -1, -1});
 }
 
@@ -267,7 +267,7 @@ TEMPLATE_LIST_TEST_CASE("select_rows lists the rows still active, in order (a st
             const index_t count = b.select_rows({ed.data(), n}, layer, {rd.data(), n});
             CAPTURE(n, layer);
             REQUIRE(count == static_cast<index_t>(want.size()));
-            CHECK(to_host<TestType, std::int32_t>(b, rd, want.size()) == want);
+            CHECK(to_host(b, rd, want.size()) == want);
         }
     }
 }
@@ -309,7 +309,7 @@ TEST_CASE("fp16 and bf16 GEMMs accumulate in fp32 within their stated tolerances
     const auto xd = to_device(b, x), wd = to_device(b, w), bd = to_device(b, bias);
     auto yd = b.template allocate<float>(n * out);
     b.linear({xd.data(), n, in}, {wd.data(), out, in}, {bd.data(), out}, {yd.data(), n, out}, epilogue::gelu);
-    const auto y = to_host<thrust_backend<thrust_cuda>, float>(b, yd, n * out);
+    const auto y = to_host(b, yd, n * out);
     double worst = 0;
     for (index_t r = 0; r < n; ++r)
         for (index_t c = 0; c < out; ++c) {

@@ -32,6 +32,7 @@
 
 #include <hashee/backend/backend.hpp>
 #include <hashee/backend/thrust_backend.hpp>
+#include <hashee/backend/training_backend.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
 
@@ -93,6 +94,25 @@ public:
                    "cublasGemmEx");
     }
 
+    /// C = op(A) op(B) + beta C in float or double (training's products; cublasSgemm or
+    /// cublasDgemm). Row-major C [m, n] is column-major C^T = op(B)^T op(A)^T, and a row-major
+    /// X is column-major X^T, so op(B) and op(A) pass with their own transposition flags.
+    template <class T>
+    void matmul(const_matrix_view<T> a, bool trans_a, const_matrix_view<T> b, bool trans_b, matrix_view<T> c, T beta) const {
+        const int m = static_cast<int>(c.rows), n = static_cast<int>(c.cols), k = static_cast<int>(trans_a ? a.rows : a.cols);
+        const T one = T(1);
+        const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+        const std::lock_guard lock(state_->mutex);
+        if constexpr (std::is_same_v<T, double>)
+            cuda_check(cublasDgemm(state_->handle, op_b, op_a, n, m, k, &one, b.data, static_cast<int>(b.stride), a.data,
+                                   static_cast<int>(a.stride), &beta, c.data, static_cast<int>(c.stride)),
+                       "cublasDgemm");
+        else
+            cuda_check(cublasSgemm(state_->handle, op_b, op_a, n, m, k, &one, b.data, static_cast<int>(b.stride), a.data,
+                                   static_cast<int>(a.stride), &beta, c.data, static_cast<int>(c.stride)),
+                       "cublasSgemm");
+    }
+
 private:
     struct state {
         cublasHandle_t handle = nullptr;
@@ -132,6 +152,6 @@ struct thrust_cuda {
     }
 };
 
-static_assert(backend<thrust_backend<thrust_cuda>>);
+static_assert(training_backend<thrust_backend<thrust_cuda>>);
 
 } // namespace hashee

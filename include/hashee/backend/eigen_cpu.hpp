@@ -26,6 +26,8 @@
 #include <hashee/backend/detail/checks.hpp>
 #include <hashee/backend/detail/eigen_kernels.hpp>
 #include <hashee/backend/detail/thread_team.hpp>
+#include <hashee/backend/detail/training_ops.hpp>
+#include <hashee/backend/training_backend.hpp>
 // HASHEE_EIGEN_GEMM keeps the products off oneDNN (the tests run that path too).
 #if HASHEE_HAS_DNNL && !defined(HASHEE_EIGEN_GEMM)
 #define HASHEE_GEMM_BY_DNNL 1
@@ -36,7 +38,7 @@
 
 namespace hashee {
 
-class eigen_cpu {
+class eigen_cpu : public detail::training_ops<eigen_cpu> {
 public:
     static constexpr bool host_accessible = true;
     template <class T>
@@ -193,6 +195,8 @@ public:
         for (index_t i = 0; i < rows.size; ++i)
             std::memcpy(y.row(rows.data[i]), x.row(i), static_cast<std::size_t>(x.cols) * sizeof(float));
     }
+    using training_ops::gather_rows;  // in double
+    using training_ops::scatter_rows;
 
     index_t select_rows(vector_view<const std::int32_t> exit_layers, int layer, vector_view<std::int32_t> rows) const {
         index_t n = 0;
@@ -225,6 +229,21 @@ public:
     }
 
 private:
+    friend class detail::training_ops<eigen_cpu>;
+    /// training_ops' element work: f(i) for i in [0, n), in ranges of at least 256 items.
+    template <class F>
+    void for_each_index(index_t n, const F& f) const {
+        parallel_for_ranges(n, 256, [&](index_t b, index_t e) {
+            for (index_t i = b; i < e; ++i) f(i);
+        });
+    }
+    /// training_ops' products: row blocks of C by Eigen (detail::matmul_rows) on the team.
+    template <class T>
+    void product(const_matrix_view<T> a, bool trans_a, const_matrix_view<T> b, bool trans_b, matrix_view<T> c, T beta) const {
+        parallel_for_ranges(c.rows, detail::matmul_grain(c.cols, trans_a ? a.rows : a.cols),
+                            [&](index_t r0, index_t r1) { detail::matmul_rows(a, trans_a, b, trans_b, c, beta, r0, r1); });
+    }
+
 #if HASHEE_GEMM_BY_DNNL
     /// Runs f(x rows, y rows) over the row blocks (detail::dnnl_row_blocks), spread over the
     /// threads in contiguous runs.
@@ -253,6 +272,6 @@ private:
     std::unique_ptr<detail::thread_team> team_;
 };
 
-static_assert(backend<eigen_cpu>);
+static_assert(training_backend<eigen_cpu>);
 
 } // namespace hashee

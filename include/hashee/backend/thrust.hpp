@@ -29,6 +29,7 @@
 #include <hashee/backend/detail/dnnl_products.hpp>
 #endif
 #include <hashee/backend/thrust_backend.hpp>
+#include <hashee/backend/training_backend.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
 
@@ -65,6 +66,16 @@ struct host_gemm {
         thrust::for_each(System::policy(), thrust::counting_iterator<index_t>(0), thrust::counting_iterator<index_t>(tiles.count()),
                          [=](index_t t) { tiles.run(t, x, w, {}, y, epilogue::none); });
 #endif
+    }
+
+    /// C = op(A) op(B) + beta C (training's products, float or double): row blocks of C by
+    /// Eigen (detail::matmul_rows), one per worker.
+    template <class T>
+    void matmul(const_matrix_view<T> a, bool trans_a, const_matrix_view<T> b, bool trans_b, matrix_view<T> c, T beta) const {
+        const index_t grain = matmul_grain(c.cols, trans_a ? a.rows : a.cols);
+        const index_t parts = std::clamp<index_t>(c.rows / grain, 1, System::parallelism());
+        thrust::for_each(System::policy(), thrust::counting_iterator<index_t>(0), thrust::counting_iterator<index_t>(parts),
+                         [=](index_t p) { matmul_rows(a, trans_a, b, trans_b, c, beta, c.rows * p / parts, c.rows * (p + 1) / parts); });
     }
 
 #if HASHEE_THRUST_GEMM_BY_DNNL
@@ -105,7 +116,7 @@ struct thrust_omp : detail::host_copies {
     static int parallelism() { return std::max(1, omp_get_max_threads()); }
 };
 
-static_assert(backend<thrust_backend<thrust_cpp>>);
-static_assert(backend<thrust_backend<thrust_omp>>);
+static_assert(training_backend<thrust_backend<thrust_cpp>>);
+static_assert(training_backend<thrust_backend<thrust_omp>>);
 
 } // namespace hashee

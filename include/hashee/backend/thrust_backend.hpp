@@ -6,7 +6,9 @@
 //    batches (online softmax per query and head), row gather and scatter are the functors of
 //    detail/thrust_functors.hpp run by thrust::for_each, and the selection of active rows is a
 //    stream compaction (flag, thrust::exclusive_scan, scatter);
-//  - the GEMM product is the system's own (the thrust_system concept below).
+//  - the GEMM product is the system's own (the thrust_system concept below);
+//  - the training primitives (training_backend.hpp) are detail::training_ops over the same
+//    for_each and the system's matmul, in float and double.
 // This header is the template alone, with no system and no Eigen or oneDNN: the systems come
 // from
 //  - <hashee/backend/thrust.hpp>: thrust_omp (OpenMP's threads) and thrust_cpp (the calling
@@ -28,6 +30,7 @@
 #include <hashee/backend/backend.hpp>
 #include <hashee/backend/detail/checks.hpp>
 #include <hashee/backend/detail/thrust_functors.hpp>
+#include <hashee/backend/detail/training_ops.hpp>
 #include <hashee/backend/precision.hpp>
 #include <hashee/core/error.hpp>
 #include <hashee/core/matrix_view.hpp>
@@ -65,12 +68,13 @@ concept thrust_system = requires(const typename S::gemm& g, const_matrix_view<fl
     S::policy();                                ///< the Thrust execution policy
     requires std::constructible_from<typename S::gemm, gemm_precision>;
     g.product(x, x, y);                         ///< y = x W^T
+    g.matmul(x, bool{}, x, bool{}, y, float{}); ///< C = op(A) op(B) + beta C (also in double)
     S::upload(host_in, device);
     S::download(static_cast<const float*>(device), host_out);
 };
 
 template <thrust_system System>
-class thrust_backend {
+class thrust_backend : public detail::training_ops<thrust_backend<System>> {
 public:
     static constexpr bool host_accessible = System::host;
     template <class T>
@@ -141,6 +145,8 @@ public:
     void scatter_rows(const_matrix_view<float> x, vector_view<const std::int32_t> rows, matrix_view<float> y) const {
         for_each_index(rows.size * x.cols, detail::thrust_fn::move_rows<true>{x, rows, y});
     }
+    using detail::training_ops<thrust_backend>::gather_rows; // in double
+    using detail::training_ops<thrust_backend>::scatter_rows;
 
     /// rows[0..count) = the t, ascending, with exit_layers[t] >= layer; returns count. A stream
     /// compaction in three Thrust steps on raw pointers: flag, exclusive scan, scatter.
@@ -159,6 +165,13 @@ public:
     }
 
 private:
+    friend class detail::training_ops<thrust_backend>;
+    /// training_ops' products: the system's (System::gemm::matmul).
+    template <class T>
+    void product(const_matrix_view<T> a, bool trans_a, const_matrix_view<T> b, bool trans_b, matrix_view<T> c, T beta) const {
+        gemm_.matmul(a, trans_a, b, trans_b, c, beta);
+    }
+
     /// f(i) for i in [0, n), as one Thrust algorithm on the system.
     template <class F>
     static void for_each_index(index_t n, F f) {

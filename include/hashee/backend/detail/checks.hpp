@@ -49,4 +49,19 @@ inline void check_attention_shapes(const_matrix_view<float> q, const_matrix_view
                                      std::to_string(heads) + ", " + std::to_string(q_offsets.size) + " query offsets");
 }
 
+/// C = op(A) op(B) + beta C fits: op(A) [m, k], op(B) [k, n], C [m, n] (training_backend's matmul).
+template <class T>
+void check_matmul_shapes(const_matrix_view<T> a, bool trans_a, const_matrix_view<T> b, bool trans_b, matrix_view<T> c) {
+    const index_t m = trans_a ? a.cols : a.rows, k = trans_a ? a.rows : a.cols;
+    const index_t kb = trans_b ? b.cols : b.rows, n = trans_b ? b.rows : b.cols;
+    if (k != kb || c.rows != m || c.cols != n)
+        throw usage_error("U43", std::string("matmul: shapes do not fit: A") + (trans_a ? "^T " : " ") + shape_str(a.rows, a.cols) +
+                                     ", B" + (trans_b ? "^T " : " ") + shape_str(b.rows, b.cols) + ", C " + shape_str(c.rows, c.cols));
+}
+
+/// A training primitive's views fit one another (`what`: the primitive and the views at odds).
+inline void check_training_shapes(bool fits, const char* what) {
+    if (!fits) throw usage_error("U44", std::string(what) + ": shapes do not fit");
+}
+
 } // namespace hashee::detail

@@ -28,6 +28,43 @@ using stride_t = Eigen::OuterStride<>;
 inline auto map(const_matrix_view<float> m) { return Eigen::Map<const row_major, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride)); }
 inline auto map(matrix_view<float> m) { return Eigen::Map<row_major, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride)); }
 
+template <class T>
+inline auto map_t(const_matrix_view<T> m) {
+    using rm = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    return Eigen::Map<const rm, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride));
+}
+template <class T>
+inline auto map_t(matrix_view<T> m) {
+    using rm = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    return Eigen::Map<rm, 0, stride_t>(m.data, m.rows, m.cols, stride_t(m.stride));
+}
+
+/// Rows [r0, r1) of C = op(A) op(B) + beta C by Eigen (training's products, in float or double;
+/// beta 0 writes C whatever it held). A worker's share of training_ops::matmul on a CPU backend.
+template <class T>
+void matmul_rows(const_matrix_view<T> a, bool trans_a, const_matrix_view<T> b, bool trans_b, matrix_view<T> c, T beta,
+                 index_t r0, index_t r1) {
+    if (r0 >= r1) return;
+    auto out = map_t(c.block_rows(r0, r1 - r0));
+    const auto assign = [&](const auto& op_a, const auto& op_b) {
+        if (beta == T(0)) out.noalias() = op_a * op_b;
+        else {
+            out *= beta;
+            out.noalias() += op_a * op_b;
+        }
+    };
+    const auto with_b = [&](const auto& op_a) {
+        if (trans_b) assign(op_a, map_t(b).transpose());
+        else assign(op_a, map_t(b));
+    };
+    if (trans_a) with_b(map_t(a.block_cols(r0, r1 - r0)).transpose());
+    else with_b(map_t(a.block_rows(r0, r1 - r0)));
+}
+
+/// The rows of C a CPU backend's worker takes at least in matmul_rows: so many that each task
+/// has min_parallel_macs multiply-accumulates.
+inline index_t matmul_grain(index_t n, index_t k) { return std::max<index_t>(1, min_parallel_macs / std::max<index_t>(1, n * k)); }
+
 /// LayerNorm of one row in place: (y - mean) / sqrt(var + eps) * gamma + beta (biased variance).
 inline void layer_norm_row(float* y, const float* gamma, const float* beta, index_t n, float eps) {
     Eigen::Map<Eigen::ArrayXf> r(y, n);

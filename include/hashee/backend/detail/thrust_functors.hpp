@@ -80,11 +80,11 @@ struct bias_epilogue {
 
 /// Element i (row-major over the listed rows): y[i] = x[rows[i]] (gather) or y[rows[i]] = x[i]
 /// (scatter).
-template <bool Scatter>
+template <bool Scatter, class T = float>
 struct move_rows {
-    const_matrix_view<float> x;
+    const_matrix_view<T> x;
     vector_view<const std::int32_t> rows;
-    matrix_view<float> y;
+    matrix_view<T> y;
     HASHEE_HOST_DEVICE void operator()(index_t i) const {
         const index_t r = i / x.cols, c = i % x.cols;
         if (Scatter) y.row(rows.data[r])[c] = x.row(r)[c];
