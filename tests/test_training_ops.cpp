@@ -223,8 +223,8 @@ TEMPLATE_LIST_TEST_CASE("training_ops: embeddings with repeated ids, then LayerN
     const index_t rows = 6, d = 5, vocab = 7, positions = 4;
     vec word = random_vec(vocab * d, 41), position = random_vec(positions * d, 42), type = random_vec(2 * d, 43);
     const vec gamma = random_vec(d, 44), beta = random_vec(d, 45), r = random_vec(rows * d, 46);
-    const auto idd = to_device(b, ids), td = to_device(b, types), pd = to_device(b, pos), gd = to_device(b, gamma),
-               bd = to_device(b, beta);
+    const auto idd = to_device(b, ids), td = to_device(b, types), pd = to_device(b, pos);
+    const auto gd = to_device(b, gamma), bd = to_device(b, beta);
     const vector_view<const std::int32_t> iv(idd.data(), rows), tv(td.data(), rows), pv(pd.data(), rows);
     auto sum = b.template allocate<double>(rows * d);
     auto xhat = b.template allocate<double>(rows * d);
@@ -260,7 +260,8 @@ TEMPLATE_LIST_TEST_CASE("training_ops: gather, scatter and scatter-add of rows i
     const auto b = test::make_backend<TestType>(2);
     const std::vector<std::int32_t> rows{4, 0, 2};
     const vec x = random_vec(5 * 3, 51), y0 = random_vec(5 * 3, 52);
-    const auto xd = to_device(b, x), rd = to_device(b, rows);
+    const auto xd = to_device(b, x);
+    const auto rd = to_device(b, rows);
     const vector_view<const std::int32_t> rv(rd.data(), 3);
     auto g = b.template allocate<double>(3 * 3);
     b.gather_rows(const_matrix_view<double>(xd.data(), 5, 3), rv, view<TestType>(g, 3, 3));

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -52,7 +53,8 @@ public:
         for (tensor& t : m.tensors_) {
             const bool head = t.name.rfind("classifier.", 0) == 0;
             const std::string name = head ? t.name : prefix + t.name.substr(5); // drop the "bert." of the canonical name
-            const tensor_info& info = t.cols == 1 ? f.expect(name, {t.rows}) : f.expect(name, {t.rows, t.cols});
+            const std::initializer_list<std::int64_t> vector_shape{t.rows}, matrix_shape{t.rows, t.cols};
+            const tensor_info& info = f.expect(name, t.cols == 1 ? vector_shape : matrix_shape);
             std::vector<float> storage;
             const std::span<const float> values = f.floats(info, storage);
             const std::vector<T> converted(values.begin(), values.end());
