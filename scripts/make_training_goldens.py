@@ -27,7 +27,6 @@ elements) and one little-endian binary file. Deterministic for a given model and
         --elue-dir ../shared/data/elue --out tests/data/training
 """
 import argparse
-import csv
 import json
 import os
 
@@ -37,15 +36,9 @@ import transformers
 from transformers import (BertConfig, BertForSequenceClassification, BertTokenizer,
                           get_linear_schedule_with_warmup)
 
+from make_encoder_goldens import read_tsv  # the one TSV reader of the golden scripts
+
 REFERENCE = f"transformers {transformers.__version__}, torch {torch.__version__}"
-
-
-def read_tsv(path, columns):
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    header = rows[0]
-    idx = [header.index(c) for c in columns]
-    return [[r[i] for i in idx] for r in rows[1:] if len(r) == len(header)]
 
 
 class Blob:
