@@ -11,13 +11,12 @@
 #include <algorithm>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/system/cpp/execution_policy.h>
-#include <thrust/system/cpp/vector.h>
 #include <thrust/system/omp/execution_policy.h>
-#include <thrust/system/omp/vector.h>
 #include <omp.h>
 
 #include <hashee/backend/backend.hpp>
@@ -84,6 +83,12 @@ private:
 #endif
 };
 
+/// The CPU systems' memory: host memory aligned as eigen_cpu's. Eigen's small products peel
+/// and vectorise by the alignment of their data, so the same alignment on every allocation
+/// keeps the sums in the same order: the same run gives the same bits twice.
+template <class T>
+using aligned_host_vector = std::vector<T, Eigen::aligned_allocator<T>>;
+
 /// Host memory copies for the CPU systems.
 struct host_copies {
     template <class T>
@@ -99,7 +104,7 @@ struct thrust_cpp : detail::host_copies {
     static constexpr bool host = true;
     static constexpr const char* name = "thrust-cpp";
     template <class T>
-    using vector = thrust::cpp::vector<T>;
+    using vector = detail::aligned_host_vector<T>;
     using gemm = detail::host_gemm<thrust_cpp>;
     static auto policy() { return thrust::cpp::par; }
     static int parallelism() { return 1; }
@@ -110,7 +115,7 @@ struct thrust_omp : detail::host_copies {
     static constexpr bool host = true;
     static constexpr const char* name = "thrust-omp";
     template <class T>
-    using vector = thrust::omp::vector<T>;
+    using vector = detail::aligned_host_vector<T>;
     using gemm = detail::host_gemm<thrust_omp>;
     static auto policy() { return thrust::omp::par; }
     static int parallelism() { return std::max(1, omp_get_max_threads()); }

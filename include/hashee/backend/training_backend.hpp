@@ -9,7 +9,9 @@
 #include <concepts>
 #include <cstdint>
 
+#include <hashee/backend/adamw_update.hpp>
 #include <hashee/backend/backend.hpp>
+#include <hashee/backend/detail/train_functors.hpp> // attention_dropout
 #include <hashee/core/matrix_view.hpp>
 
 namespace hashee {
@@ -36,6 +38,8 @@ concept training_primitives = requires(const B& b, matrix_view<T> m, const_matri
     b.embed_sum(idx, idx, idx, c, c, c, m);                ///< word + position + token type
     b.embed_backward(c, idx, idx, idx, m, m, m);           ///< the tables' gradients +=
     b.dropout(m, double{}, std::uint64_t{}, std::uint64_t{}); ///< in place; the backward is the same call
+    b.adamw_update(m, c, m, m, adamw_scalars{}); ///< theta, m, v updated
+    { b.squared_norm(c) } -> std::same_as<double>;         ///< sum of squares
 };
 
 template <class B>

@@ -1,12 +1,12 @@
 #pragma once
-// AdamW, the one implementation: the probe (eval/probe.hpp) and head training
-// (train/head_training.hpp) both update their parameters through it. Per element, with gradient
-// g at step t:
-//   m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2,   m^ = m / (1 - b1^t),   v^ = v / (1 - b2^t)
-//   theta -= lr wd theta  (decoupled decay, where the caller decays),   theta -= lr m^ / (sqrt(v^) + eps)
-// in double, in this order, so that results are bit-identical wherever it is used.
+// AdamW on host doubles, one parameter at a time, for the probe (eval/probe.hpp) and head
+// training (train/head_training.hpp). Its arithmetic is the library's one AdamW, adamw_apply
+// (backend/adamw_update.hpp, torch.optim.AdamW's order), which the backend runs on whole tensors
+// for the encoder (train/optimizer.hpp). Per element, with gradient g at step t:
+//   theta *= 1 - lr wd,   m += (1 - b1)(g - m),   v = b2 v + (1 - b2) g^2,
+//   theta -= lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps).
 
-#include <cmath>
+#include <hashee/backend/adamw_update.hpp>
 
 namespace hashee::detail {
 
@@ -19,35 +19,27 @@ public:
 
     /// Starts the next step (t += 1): call once per step, before its updates.
     void next() {
-        beta1_t_ *= beta1;
-        beta2_t_ *= beta2;
-        c1_ = 1.0 / (1.0 - beta1_t_);
-        c2_ = 1.0 / (1.0 - beta2_t_);
+        ++t_;
+        decayed_ = adamw_scalars::at(t_, lr_, 1.0);
+        plain_ = adamw_scalars::at(t_, lr_, 0.0);
     }
 
     /// Updates one parameter `theta` with gradient `g` and its moments `m`, `v`, with decoupled
     /// weight decay `decay`.
     void update(double& theta, double g, double& m, double& v, double decay) const {
-        moments(g, m, v);
-        theta -= lr_ * decay * theta;
-        theta -= lr_ * (m * c1_) / (std::sqrt(v * c2_) + eps);
+        adamw_scalars s = decayed_;
+        s.decay_factor = 1.0 - lr_ * decay;
+        adamw_apply(theta, g, m, v, s);
     }
-    /// The same without weight decay (not even a decay of 0: theta is left as it is).
-    void update(double& theta, double g, double& m, double& v) const {
-        moments(g, m, v);
-        theta -= lr_ * (m * c1_) / (std::sqrt(v * c2_) + eps);
-    }
+    /// The same without weight decay (theta is not scaled at all).
+    void update(double& theta, double g, double& m, double& v) const { adamw_apply(theta, g, m, v, plain_); }
 
     double learning_rate() const { return lr_; }
 
 private:
-    static void moments(double g, double& m, double& v) {
-        m = beta1 * m + (1.0 - beta1) * g;
-        v = beta2 * v + (1.0 - beta2) * g * g;
-    }
-
     double lr_;
-    double beta1_t_ = 1.0, beta2_t_ = 1.0, c1_ = 0.0, c2_ = 0.0;
+    long t_ = 0;
+    adamw_scalars decayed_, plain_;
 };
 
 } // namespace hashee::detail

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include <hashee/backend/adamw_update.hpp>
 #include <hashee/backend/backend.hpp>
 #include <hashee/backend/detail/thrust_functors.hpp>
 #include <hashee/core/detail/random.hpp>
@@ -186,6 +187,26 @@ struct layer_norm_parameter_grads {
     }
 };
 
+/// Whether inverted dropout with probability p keeps element `index` of a mask stream: its
+/// uniform draw splitmix64(stream + index) >> 11 (53 bits) is at least p.
+HASHEE_HOST_DEVICE inline bool dropout_keeps(std::uint64_t stream, std::uint64_t index, double p) {
+    return static_cast<double>(splitmix64(stream + index) >> 11) * 0x1.0p-53 >= p;
+}
+
+/// Dropout on the attention probabilities (p = 0: none): the mask of (query row i, key row t,
+/// head h) is element (i kv_rows + t) heads + h of the stream, so the forward and both backward
+/// passes regenerate it; factor() is 0 or 1 / (1 - p).
+struct attention_dropout {
+    double p = 0;
+    std::uint64_t stream = 0;
+    template <class T>
+    HASHEE_HOST_DEVICE T factor(index_t i, index_t t, index_t kv_rows, index_t h, index_t heads) const {
+        if (p == 0) return T(1);
+        const auto index = static_cast<std::uint64_t>((i * kv_rows + t) * heads + h);
+        return dropout_keeps(stream, index, p) ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
+    }
+};
+
 /// Item (query row i, head h) = i * heads + h: softmax(q_i K^T / sqrt(dh)) V over its sequence's
 /// keys (online softmax), and lse[i, h] = the log of the softmax's denominator, max included
 /// (-inf over no keys), from which the backward recomputes the probabilities.
@@ -195,6 +216,7 @@ struct attention_train_query {
     vector_view<const std::int32_t> q_offsets, kv_offsets;
     int heads;
     matrix_view<T> out, lse;
+    attention_dropout drop;
     HASHEE_HOST_DEVICE void operator()(index_t item) const {
         const index_t i = item / heads, h = item % heads, dh = q.cols / heads, col = h * dh;
         const index_t s = sequence_of(q_offsets, i), k0 = kv_offsets.data[s], k1 = kv_offsets.data[s + 1];
@@ -211,7 +233,8 @@ struct attention_train_query {
             const T m_new = dot > m ? dot : m, correction = t_exp(m - m_new), p = t_exp(dot - m_new);
             l = l * correction + p;
             const T* vt = v.row(t) + col;
-            for (index_t j = 0; j < dh; ++j) acc[j] = acc[j] * correction + p * vt[j];
+            const T pv = p * drop.factor<T>(i, t, k.rows, h, heads); // the denominator takes p, the sum the dropped p
+            for (index_t j = 0; j < dh; ++j) acc[j] = acc[j] * correction + pv * vt[j];
             m = m_new;
         }
         T* o = out.row(i) + col;
@@ -236,6 +259,7 @@ struct attention_backward_query {
     vector_view<const std::int32_t> q_offsets, kv_offsets;
     int heads;
     matrix_view<T> delta, dq;
+    attention_dropout drop;
     HASHEE_HOST_DEVICE void operator()(index_t item) const {
         const index_t i = item / heads, h = item % heads, dh = q.cols / heads, col = h * dh;
         const index_t s = sequence_of(q_offsets, i), k0 = kv_offsets.data[s], k1 = kv_offsets.data[s + 1];
@@ -251,7 +275,7 @@ struct attention_backward_query {
             const T p = attention_probability(qi, kt, dh, scale, lse.row(i)[h]);
             T dp = T(0);
             for (index_t j = 0; j < dh; ++j) dp += gi[j] * vt[j];
-            const T ds = p * (dp - d) * scale;
+            const T ds = p * (drop.factor<T>(i, t, k.rows, h, heads) * dp - d) * scale;
             for (index_t j = 0; j < dh; ++j) acc[j] += ds * kt[j];
         }
         T* o = dq.row(i) + col;
@@ -267,6 +291,7 @@ struct attention_backward_key {
     vector_view<const std::int32_t> q_offsets, kv_offsets;
     int heads;
     matrix_view<T> dk, dv;
+    attention_dropout drop;
     HASHEE_HOST_DEVICE void operator()(index_t item) const {
         const index_t t = item / heads, h = item % heads, dh = k.cols / heads, col = h * dh;
         const index_t s = sequence_of(kv_offsets, t), q0 = q_offsets.data[s], q1 = q_offsets.data[s + 1];
@@ -279,9 +304,10 @@ struct attention_backward_key {
             const T p = attention_probability(qi, kt, dh, scale, lse.row(i)[h]);
             T dp = T(0);
             for (index_t j = 0; j < dh; ++j) dp += gi[j] * vt[j];
-            const T ds = p * (dp - delta.row(i)[h]) * scale;
+            const T f = drop.factor<T>(i, t, k.rows, h, heads);
+            const T ds = p * (f * dp - delta.row(i)[h]) * scale;
             for (index_t j = 0; j < dh; ++j) {
-                acc_v[j] += p * gi[j];
+                acc_v[j] += p * f * gi[j];
                 acc_k[j] += ds * qi[j];
             }
         }
@@ -343,9 +369,33 @@ struct dropout {
     double p;
     std::uint64_t stream;
     HASHEE_HOST_DEVICE void operator()(index_t i) const {
-        const double u = static_cast<double>(splitmix64(stream + static_cast<std::uint64_t>(i)) >> 11) * 0x1.0p-53;
         T& v = x.row(i / x.cols)[i % x.cols];
-        v = u >= p ? v * static_cast<T>(1.0 / (1.0 - p)) : T(0);
+        v = dropout_keeps(stream, static_cast<std::uint64_t>(i), p) ? v * static_cast<T>(1.0 / (1.0 - p)) : T(0);
+    }
+};
+
+/// Element i of a parameter: its AdamW update with its gradient and moments.
+template <class T>
+struct adamw_update {
+    matrix_view<T> theta;
+    const_matrix_view<T> grad;
+    matrix_view<T> m, v;
+    hashee::adamw_scalars s;
+    HASHEE_HOST_DEVICE void operator()(index_t i) const {
+        const index_t r = i / theta.cols, c = i % theta.cols;
+        hashee::adamw_apply(theta.row(r)[c], grad.row(r)[c], m.row(r)[c], v.row(r)[c], s);
+    }
+};
+
+/// Row r: sums[r] = the sum of x's squares in double, left to right.
+template <class T>
+struct row_squares {
+    const_matrix_view<T> x;
+    double* sums;
+    HASHEE_HOST_DEVICE void operator()(index_t r) const {
+        double sum = 0;
+        for (index_t c = 0; c < x.cols; ++c) sum += static_cast<double>(x.row(r)[c]) * static_cast<double>(x.row(r)[c]);
+        sums[r] = sum;
     }
 };
 

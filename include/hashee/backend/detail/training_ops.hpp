@@ -10,7 +10,9 @@
 // accumulated micro-batches add up. Activation gradients are written.
 
 #include <cstdint>
+#include <span>
 #include <type_traits>
+#include <vector>
 
 #include <hashee/backend/backend.hpp>
 #include <hashee/backend/detail/checks.hpp>
@@ -101,14 +103,16 @@ public:
     }
 
     /// attention (backend.hpp) in T, keeping lse [q rows, heads]: the log of each query's
-    /// softmax denominator, for attention_backward.
+    /// softmax denominator, for attention_backward. `drop`: dropout on the probabilities (the
+    /// same drop to attention_backward).
     template <class T>
     void attention_train(input<T> q, input<T> k, input<T> v,
                          vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets, int heads,
-                         matrix_view<T> out, matrix_view<T> lse) const {
+                         matrix_view<T> out, matrix_view<T> lse, train_fn::attention_dropout drop = {}) const {
         check_attention(q, k, v, q_offsets, kv_offsets, heads, out);
         check_training_shapes(lse.rows == q.rows && lse.cols == heads, "attention_train: lse [q rows, heads]");
-        run(q.rows * heads, train_fn::attention_train_query<T>{q, k, v, q_offsets, kv_offsets, heads, out, lse});
+        check_probability(drop.p);
+        run(q.rows * heads, train_fn::attention_train_query<T>{q, k, v, q_offsets, kv_offsets, heads, out, lse, drop});
     }
 
     /// The gradients of attention_train's inputs (written) from dout, its output and lse: per
@@ -117,15 +121,16 @@ public:
     void attention_backward(input<T> q, input<T> k, input<T> v,
                             input<T> out, input<T> dout, input<T> lse,
                             vector_view<const std::int32_t> q_offsets, vector_view<const std::int32_t> kv_offsets, int heads,
-                            matrix_view<T> dq, matrix_view<T> dk, matrix_view<T> dv) const {
+                            matrix_view<T> dq, matrix_view<T> dk, matrix_view<T> dv, train_fn::attention_dropout drop = {}) const {
         check_attention(q, k, v, q_offsets, kv_offsets, heads, dq);
+        check_probability(drop.p);
         check_training_shapes(same_shape(out, q) && same_shape(dout, q) && lse.rows == q.rows && lse.cols == heads &&
                                   same_shape(dk, k) && same_shape(dv, v),
                               "attention_backward: out, dout, dq like q; dk, dv like k; lse [q rows, heads]");
         auto delta_buffer = self().template allocate<T>(q.rows * heads);
         const matrix_view<T> delta(delta_buffer.data(), q.rows, heads);
-        run(q.rows * heads, train_fn::attention_backward_query<T>{q, k, v, out, dout, lse, q_offsets, kv_offsets, heads, delta, dq});
-        run(k.rows * heads, train_fn::attention_backward_key<T>{q, k, v, dout, lse, delta, q_offsets, kv_offsets, heads, dk, dv});
+        run(q.rows * heads, train_fn::attention_backward_query<T>{q, k, v, out, dout, lse, q_offsets, kv_offsets, heads, delta, dq, drop});
+        run(k.rows * heads, train_fn::attention_backward_key<T>{q, k, v, dout, lse, delta, q_offsets, kv_offsets, heads, dk, dv, drop});
     }
 
     /// y[i] = x[rows[i]] and y[rows[i]] = x[i] in double (each backend has its own in float).
@@ -169,11 +174,35 @@ public:
     /// (seed, key, element) alone, so the same call on the gradient is the backward.
     template <class T>
     void dropout(matrix_view<T> x, double p, std::uint64_t seed, std::uint64_t key) const {
-        if (!(p >= 0.0 && p < 1.0)) throw usage_error("U45", "dropout: probability must be in [0, 1), not " + std::to_string(p));
+        check_probability(p);
         if (p > 0.0) run(x.rows * x.cols, train_fn::dropout<T>{x, p, stream_seed(seed, key)});
     }
 
+    /// One AdamW step of a parameter theta with its gradient and moments m, v (all of one shape).
+    template <class T>
+    void adamw_update(matrix_view<T> theta, input<T> grad, matrix_view<T> m, matrix_view<T> v, const adamw_scalars& s) const {
+        check_training_shapes(same_shape(theta, grad) && same_shape(theta, m) && same_shape(theta, v),
+                              "adamw_update: theta, grad, m and v [rows, n]");
+        run(theta.rows * theta.cols, train_fn::adamw_update<T>{theta, grad, m, v, s});
+    }
+
+    /// The sum of x's squares, in double: per row in parallel, the rows added in order on the
+    /// host (the same on every backend and thread count).
+    template <class T>
+    double squared_norm(const_matrix_view<T> x) const {
+        auto row_sums = self().template allocate<double>(x.rows);
+        run(x.rows, train_fn::row_squares<T>{x, row_sums.data()});
+        std::vector<double> host(static_cast<std::size_t>(x.rows));
+        self().download(static_cast<const double*>(row_sums.data()), std::span<double>(host));
+        double total = 0;
+        for (const double s : host) total += s;
+        return total;
+    }
+
 private:
+    static void check_probability(double p) {
+        if (!(p >= 0.0 && p < 1.0)) throw usage_error("U45", "dropout: probability must be in [0, 1), not " + std::to_string(p));
+    }
     const Backend& self() const { return static_cast<const Backend&>(*this); }
     template <class F>
     void run(index_t n, F f) const {
