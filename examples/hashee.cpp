@@ -5,8 +5,12 @@
 //                [--backend B] [--precision fp32|bf16|int8|fp16]
 //   hashee hash build --model DIR --policy P [--corpus TSV --column NAME... [--label-column L]]
 //                [--buckets B | --target X [--kv keep|drop]] [--seed S] --out TABLE
-//   hashee eval --model DIR [--elue DIR] [--tasks stsb,sst2] [--policies ...] [--targets 1.5,2,3]
+//   hashee eval --model DIR [--elue DIR] [--tasks stsb,sst2 | sst2,mrpc,stsb for a fine-tuned model] [--policies ...] [--targets 1.5,2,3]
 //                [--kv keep,drop] [--backend B] [--precision fp32|bf16|int8|fp16] [--out DIR]
+//   hashee finetune --model DIR (--task sst2|mrpc|stsb | --train TSV --text-column C [--text-column C2] --label-column L)
+//                [--dev TSV] [--objective classify|regress|cosine] [--epochs E] [--lr X] [--batch-size B] [--seed S]
+//                --out DIR [--resume] [--checkpoint-every N]
+//   hashee predict --model DIR (--tsv FILE --column C [--column C2] | --input FILE) [--output FILE]
 //   hashee baselines --model DIR [--elue DIR] [--tasks sst2,stsb] [--train-samples N] [--epochs E] [--heads-read mean|cls]
 //                [--out DIR]
 //
@@ -26,6 +30,7 @@
 
 #include "baselines.hpp"
 #include "cli_embed.hpp"
+#include "cli_finetune.hpp"
 #include "eval.hpp"
 #include "cli_hash.hpp"
 
@@ -94,11 +99,12 @@ int main(int argc, char** argv) {
     eval_options vo;
     if (const char* e = std::getenv("HASHEE_ELUE_DIR"); e && *e) vo.elue_dir = e;
     else vo.elue_dir = "../shared/data/elue";
-    auto* eval = app.add_subcommand("eval", "Quality, FLOPs and time of dense against HashEE on STS-B and SST-2");
+    auto* eval = app.add_subcommand("eval", "Quality, FLOPs and time of dense against HashEE on STS-B and SST-2 (of a fine-tuned "
+                                            "classifier: its ELUE metric on SST-2, MRPC or STS-B)");
     eval->add_option("--model", vo.model_dir, "Model directory")->required()->check(CLI::ExistingDirectory);
     eval->add_option("--elue", vo.elue_dir, "ELUE data directory (default: $HASHEE_ELUE_DIR or ../shared/data/elue)")
         ->check(CLI::ExistingDirectory);
-    eval->add_option("--tasks", vo.tasks, "stsb and/or sst2")->delimiter(',');
+    eval->add_option("--tasks", vo.tasks, "stsb and/or sst2 (and mrpc for a fine-tuned classifier, scored by its own predictions)")->delimiter(',');
     eval->add_option("--policies", vo.policies, "Hash policies (and random_inconsistent)")->delimiter(',');
     eval->add_option("--targets", vo.targets, "Target FLOPs speed-ups for STS-B")->delimiter(',')->check(finite_number)
         ->check(CLI::Range(1.0, 100.0));
@@ -137,6 +143,49 @@ int main(int argc, char** argv) {
     base->add_option("--seed", bo.seed, "Seed of head initialisation and minibatch order");
     base->add_option("--out", bo.out_dir, "Write baselines.md and plots (SVG) here");
 
+    finetune_cli_options fo;
+    fo.elue_dir = vo.elue_dir;
+    auto* ft = app.add_subcommand("finetune", "Fine-tune an encoder (every parameter) on an ELUE task or a TSV; the best dev epoch "
+                                              "is written as a Hugging Face model directory");
+    ft->add_option("--model", fo.model_dir, "Model directory to start from")->required()->check(CLI::ExistingDirectory);
+    ft->add_option("--task", fo.task, "sst2, mrpc or stsb (ELUE files under --elue)");
+    ft->add_option("--elue", fo.elue_dir, "ELUE data directory (default: $HASHEE_ELUE_DIR or ../shared/data/elue)");
+    ft->add_option("--train", fo.train, "Training TSV with a header")->check(CLI::ExistingFile)->excludes("--task");
+    ft->add_option("--text-column", fo.text_columns, "Text column(s) of --train: one, or two for pairs");
+    ft->add_option("--label-column", fo.label_column, "Label column of --train (class index, or score)");
+    ft->add_option("--dev", fo.dev, "Dev TSV (the same columns): the metric after each epoch picks the epoch kept")->check(CLI::ExistingFile);
+    ft->add_option("--objective", fo.objective, "classify (cross-entropy), regress (squared error) or cosine (bi-encoder, pairs)");
+    ft->add_option("--num-labels", fo.num_labels, "Classes (default: the largest training label + 1)")->check(CLI::Range(2, 1000));
+    ft->add_option("--epochs", fo.epochs, "Epochs");
+    ft->add_option("--lr", fo.lr, "Peak learning rate (linear warm-up over --warmup-ratio of the steps, then linear decay)")->check(finite_number);
+    ft->add_option("--warmup-ratio", fo.warmup_ratio, "Share of the steps spent warming up")->check(finite_number);
+    ft->add_option("--batch-size", fo.batch_size, "Examples per optimizer step");
+    ft->add_option("--micro-batch", fo.micro_batch, "Examples per forward/backward (gradient accumulation; 0: the batch)");
+    ft->add_option("--seed", fo.seed, "Seed of the new classifier, the data order and dropout");
+    ft->add_option("--max-length", fo.max_length, "Truncate to this many tokens")->check(CLI::Range(2, 100000));
+    ft->add_option("--limit", fo.limit, "Train on the first N examples only (quick runs)");
+    ft->add_option("--dev-limit", fo.dev_limit, "Evaluate on the first N dev examples only");
+    ft->add_option("--checkpoint-every", fo.checkpoint_every, "Also save the training state every N steps (it is saved after each epoch)");
+    ft->add_flag("--resume", fo.resume, "Continue the run whose training state is in --out");
+    ft->add_flag("--quiet", fo.quiet, "No progress on stderr");
+    ft->add_option("--threads", fo.threads, "Threads")->check(CLI::Range(1, 1024));
+    ft->add_option("--backend", fo.backend, "eigen, thrust-omp or thrust-cpp (cuda where built by nvcc)")
+        ->check(CLI::IsMember({"eigen", "thrust-omp", "thrust-cpp", "cuda"}));
+    ft->add_option("--out", fo.out, "Output model directory")->required();
+
+    predict_options po;
+    auto* pred = app.add_subcommand("predict", "A fine-tuned classifier's predictions as JSON lines");
+    pred->add_option("--model", po.model_dir, "Fine-tuned model directory (hashee finetune's --out)")->required()->check(CLI::ExistingDirectory);
+    pred->add_option("--tsv", po.tsv, "TSV file with a header")->check(CLI::ExistingFile);
+    pred->add_option("--column", po.columns, "TSV column(s): one, or two for pairs")->needs("--tsv");
+    pred->add_option("--input", po.input, "Text file: one text, or two tab-separated texts, per line ('-' = stdin)")->excludes("--tsv");
+    pred->add_option("--output", po.output, "Output file (default: stdout, held until the run succeeds), written atomically");
+    pred->add_option("--batch-size", po.batch_size, "Inputs per forward pass")->check(CLI::Range(1, 4096));
+    pred->add_option("--max-length", po.max_length, "Truncate to this many tokens (default: the model's)")->check(CLI::Range(2, 100000));
+    pred->add_option("--threads", po.threads, "Threads")->check(CLI::Range(1, 1024));
+    pred->add_option("--backend", po.backend, "eigen, thrust-omp or thrust-cpp (cuda where built by nvcc)")
+        ->check(CLI::IsMember({"eigen", "thrust-omp", "thrust-cpp", "cuda"}));
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -149,6 +198,11 @@ int main(int argc, char** argv) {
         std::string cmd = "hashee"; // recorded in the reports
         for (int i = 1; i < argc; ++i) cmd.append(" ").append(argv[i]);
         if (eval->parsed()) return run_eval(vo, cmd);
+        if (ft->parsed()) return run_finetune(fo, cmd);
+        if (pred->parsed()) {
+            if (po.tsv.empty() && po.input.empty()) return fail("C20", "predict: give --tsv with --column, or --input");
+            return run_predict(po);
+        }
         if (base->parsed()) return run_baselines(bo, cmd);
     } catch (const hashee::error& e) {
         return fail(e.id().empty() ? "C22" : e.id(), e.what());

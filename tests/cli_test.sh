@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The hashee command as a user runs it: embeddings out, errors with a message and a non-zero
 # status, and never a half-written output file.
-#   cli_test.sh HASHEE_BINARY MODEL_DIR ELUE_DIR [commands|baselines]
+#   cli_test.sh HASHEE_BINARY MODEL_DIR ELUE_DIR [commands|baselines|finetune]
 # "commands" (the default) checks embed, hash build, eval and the error cases; "baselines"
-# checks `hashee baselines` (two ctest tests, so they can run in parallel).
+# checks `hashee baselines`; "finetune" checks `hashee finetune` and `hashee predict` (three
+# ctest tests, so they can run in parallel).
 set -euo pipefail
 bin=$1 model=$2 elue=$3 part=${4:-commands}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -35,6 +36,74 @@ done
 expect_error "[C11] unknown task 'nope'" baselines --model "$model" --elue "$elue" --tasks nope --out "$tmp/o11"
 [ -e "$tmp/o11/baselines.md" ] && fail "left a baselines report behind"
 echo "cli baselines: all checks passed"
+exit 0
+fi
+
+if [ "$part" = finetune ]; then
+# A short fine-tuning run on SST-2 (48 examples, 2 epochs of 3 steps): the best dev epoch is a
+# Hugging Face model directory, and the training state is gone once the run is complete.
+ft=(finetune --model "$model" --task sst2 --elue "$elue" --limit 48 --dev-limit 40 --epochs 2 --batch-size 16 --seed 3 --threads 2)
+"$bin" "${ft[@]}" --out "$tmp/a" 2> "$tmp/a.log"
+for f in model.safetensors config.json vocab.txt tokenizer_config.json hashee_finetune.json; do
+  [ -s "$tmp/a/$f" ] || fail "finetune wrote no $f"
+done
+[ -e "$tmp/a/training-state" ] && fail "finetune left its training state behind"
+grep -q "step 6/6 .*loss .*lr .*examples/s  ETA" "$tmp/a.log" || { cat "$tmp/a.log" >&2; fail "no progress line"; }
+grep -q "epoch 1: train loss .*dev accuracy" "$tmp/a.log" || fail "no dev metric after epoch 1"
+# hashee predict on the model agrees with transformers' logits on the same checkpoint
+# (tests/data/training/hf_predict.json, from scripts/check_hf_checkpoint.py) to 1e-4.
+head -21 "$elue/SST-2/dev.tsv" > "$tmp/dev20.tsv"
+"$bin" predict --model "$tmp/a" --tsv "$tmp/dev20.tsv" --column sentence --output "$tmp/pred.jsonl"
+python3 - "$tmp/pred.jsonl" "$(dirname "$0")/data/training/hf_predict.json" <<'PY' || fail "hashee predict strays from transformers"
+import json, math, sys
+preds = [json.loads(l) for l in open(sys.argv[1])]
+golden = json.load(open(sys.argv[2]))
+assert [p["index"] for p in preds] == list(range(golden["inputs"]))
+gap = max(abs(a - b) for p, g in zip(preds, golden["logits"]) for a, b in zip(p["logits"], g))
+assert gap < 1e-4, gap
+for p in preds:
+    assert p["label"] in ("0", "1") and abs(sum(p["probabilities"]) - 1) < 1e-9 and p["score"] == max(p["probabilities"])
+PY
+# hashee eval scores the fine-tuned classifier by its own predictions: dense, its accuracy is
+# the one finetune measured on the same 40 dev sentences for the epoch it kept.
+"$bin" eval --model "$tmp/a" --elue "$elue" --tasks sst2 --limit 40 --policies frequency --kv keep > "$tmp/eval.md" 2> /dev/null
+grep -q "SST-2 dev: the fine-tuned classifier's accuracy" "$tmp/eval.md" || { cat "$tmp/eval.md" >&2; fail "eval did not score the classifier"; }
+python3 - "$tmp/eval.md" "$tmp/a/hashee_finetune.json" <<'PY' || fail "eval's dense accuracy is not finetune's"
+import json, sys
+dense = [l for l in open(sys.argv[1]) if l.startswith("| dense |")][0].split("|")
+best = json.load(open(sys.argv[2]))["best"]
+assert abs(float(dense[6]) - 100 * best) < 1e-6, (dense, best)
+PY
+expect_error "[C11] task 'mrpc' needs a fine-tuned classifier" eval --model "$model" --elue "$elue" --tasks mrpc
+# Killed mid-run (kill -9 once a training state holds step 3 or later), then resumed: the
+# same model, bit for bit, as the run that was never interrupted.
+"$bin" "${ft[@]}" --out "$tmp/b" --checkpoint-every 1 --quiet & pid=$!
+for _ in $(seq 600); do
+  if [ -s "$tmp/b/training-state/state.json" ] &&
+     python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["step"] < 3)' "$tmp/b/training-state/state.json" 2> /dev/null; then
+    break
+  fi
+  sleep 0.05
+done
+kill -9 "$pid" 2> /dev/null || fail "the run ended before it could be killed"
+wait "$pid" 2> /dev/null || true
+[ -s "$tmp/b/training-state/state.json" ] || fail "no training state to resume"
+"$bin" "${ft[@]}" --out "$tmp/b" --resume 2> "$tmp/b.log"
+grep -q "resumed at step [3-5]/6" "$tmp/b.log" || { cat "$tmp/b.log" >&2; fail "did not resume from its state"; }
+cmp -s "$tmp/a/model.safetensors" "$tmp/b/model.safetensors" || fail "the resumed run's model differs from the uninterrupted one's"
+# Bad input: a learning rate of 0, a missing column, an empty training set, a label outside the
+# classes, nothing to resume, a model without a classifier given to predict.
+expect_error "[E88] --lr must be a finite number above 0" "${ft[@]}" --lr 0 --out "$tmp/e1"
+printf 'sentence\tlabel\na fine film\t1\na dull one\t2\n' > "$tmp/three.tsv"
+printf 'sentence\tlabel\n' > "$tmp/none.tsv"
+expect_error "[E18] no column 'text'" finetune --model "$model" --train "$tmp/three.tsv" --text-column text --label-column label --out "$tmp/e2"
+expect_error "[E88] the training set is empty" finetune --model "$model" --train "$tmp/none.tsv" --text-column sentence --label-column label --out "$tmp/e3"
+expect_error "[E28] label 2 of example 1 is outside the 2 classes" \
+  finetune --model "$model" --train "$tmp/three.tsv" --text-column sentence --label-column label --num-labels 2 --out "$tmp/e4"
+expect_error "[E89] no training state to resume" "${ft[@]}" --resume --out "$tmp/e5"
+expect_error "[E07] not a fine-tuned classifier" predict --model "$model" --tsv "$tmp/dev20.tsv" --column sentence
+for o in e1 e2 e3 e4; do [ -e "$tmp/$o/model.safetensors" ] && fail "a failed run left a model in $o"; done
+echo "cli finetune: all checks passed"
 exit 0
 fi
 

@@ -1,5 +1,6 @@
 #pragma once
-// hashee eval: what HashEE does to a real model with no fine-tuning.
+// hashee eval: what HashEE does to a real model.
+// A model with no fine-tuning (an encoder):
 //  - STS-B dev: Spearman (x100) of the cosine similarity of the two sentences' embeddings,
 //    dense against every hash at target FLOPs speed-ups, with keep and drop key/values.
 //  - SST-2 dev: accuracy (x100) of a logistic-regression probe trained (here, in C++) on the
@@ -9,6 +10,10 @@
 // The probe does not standardise features (the embeddings are unit-normalised already): on the
 // dense embeddings it then matches scikit-learn's LogisticRegression (74.5 to 76.1 for C = 100
 // down to 0.1; this probe: 75.9).
+// A fine-tuned classifier (`hashee finetune`'s output, a classifier in model.safetensors): its own
+// predictions on the dev split of sst2, mrpc or stsb (pairs as one sequence), scored with the
+// ELUE metrics (accuracy; MRPC the mean of accuracy and F1; STS-B the mean of Pearson and
+// Spearman), dense against every hash, the same sweep.
 
 #include <cstdio>
 #include <ctime>
@@ -21,6 +26,7 @@
 #include <cmath>
 
 #include "cli_common.hpp"
+#include "cli_finetune.hpp"
 #include "svg_plot.hpp"
 
 namespace hashee::cli {
@@ -51,7 +57,7 @@ struct eval_row {
 /// is an error (C15, C16), never a note in a report.
 inline void validate(const eval_options& o) {
     for (const auto& t : o.tasks)
-        if (t != "stsb" && t != "sst2") throw input_error("C11", "unknown task '" + t + "' (stsb, sst2)");
+        if (t != "stsb" && t != "sst2" && t != "mrpc") throw input_error("C11", "unknown task '" + t + "' (stsb, sst2; mrpc for fine-tuned models)");
     static const std::vector<std::string> known{"frequency", "mutual_information", "clustering", "random", "random_inconsistent"};
     for (const auto& p : o.policies)
         if (std::ranges::find(known, p) == known.end())
@@ -72,13 +78,23 @@ template <class B>
 class evaluator {
 public:
     evaluator(const eval_options& o, const B& backend)
-        : o_(o), backend_(backend), cpu_(o.threads), m_(model<B>::load(o.model_dir, backend)), setup_(m_.hash_setup_for()) {}
+        : o_(o), backend_(backend), cpu_(o.threads), m_(model<B>::load(o.model_dir, backend)), setup_(m_.hash_setup_for()) {
+        if (safetensors_file::open(o.model_dir / "model.safetensors").find("classifier.bias"))
+            head_ = classifier_head::load(o.model_dir, m_.config().hidden_size);
+    }
+
+    /// Whether the model is a fine-tuned classifier (evaluated by its own predictions).
+    bool fine_tuned() const { return head_.has_value(); }
 
     std::vector<eval_row> run() {
         for (const auto& t : o_.tasks) {
-            if (t == "stsb") stsb();
+            if (head_) {
+                if (t == "sst2") fine_tuned_task("SST-2", {"sentence"}, "label", "accuracy");
+                else if (t == "mrpc") fine_tuned_task("MRPC", {"#1 String", "#2 String"}, "Quality", "accuracy_f1");
+                else fine_tuned_task("STS-B", {"sentence1", "sentence2"}, "label", "pearson_spearman");
+            } else if (t == "stsb") stsb();
             else if (t == "sst2") sst2();
-            else throw input_error("C11", "unknown task '" + t + "' (stsb, sst2)");
+            else throw input_error("C11", "task '" + t + "' needs a fine-tuned classifier (hashee finetune --task " + t + ")");
         }
         return rows_;
     }
@@ -229,6 +245,53 @@ private:
         });
     }
 
+    /// A fine-tuned classifier on a task's dev split: its logits (or score), the ELUE metric x100.
+    void fine_tuned_task(const std::string& task, const std::vector<std::string>& columns, const std::string& label,
+                         const std::string& metric) {
+        if (head_->regression != (metric == "pearson_spearman"))
+            throw input_error("C11", o_.model_dir.string() + ": a " + (head_->regression ? "regression" : "classification") +
+                                         " model cannot be scored on " + task);
+        const auto train = load(task, "train"), dev = load(task, "dev");
+        const auto train_in = read_tsv_columns(train, columns), dev_in = read_tsv_columns(dev, columns);
+        hash_corpus text, labelled;
+        text.add(m_.tokenizer(), train_in);
+        text.add(m_.tokenizer(), dev_in);
+        if (!head_->regression) {
+            const auto train_labels = read_labels(train, label);
+            labelled.add(m_.tokenizer(), train_in, &train_labels);
+        }
+        const std::vector<double> gold_all = head_->regression ? read_scores(dev, label) : [&] {
+            const auto ints = read_labels(dev, label);
+            return std::vector<double>(ints.begin(), ints.end());
+        }();
+        const std::size_t n = limited(dev.size());
+        const std::vector<double> gold(gold_all.begin(), gold_all.begin() + static_cast<std::ptrdiff_t>(n));
+        std::vector<text_input> in;
+        for (std::size_t i = 0; i < n; ++i) in.push_back(dev_in.at(i));
+        const auto bs = packed_batches(m_.batches(in, {.max_sequences = static_cast<std::size_t>(o_.batch_size)}));
+        const index_t d = m_.config().hidden_size;
+        const int labels = head_->labels();
+        sweep(task, text, labelled, task == "SST-2" ? std::vector<double>{o_.sst2_target} : o_.targets, [&](const auto& policy) {
+            embedded e;
+            std::vector<double> outputs;
+            const auto t0 = clock_type::now();
+            for (const auto& b : bs) {
+                const encoder_output out = m_.encoder().forward(backend_, b, policy);
+                e.cost += out.cost;
+                for (index_t s = 0; s < b.sequences(); ++s)
+                    for (int c = 0; c < labels; ++c) {
+                        double z = head_->bias[static_cast<std::size_t>(c)];
+                        for (index_t j = 0; j < d; ++j)
+                            z += static_cast<double>(head_->weight[static_cast<std::size_t>(c * d + j)]) *
+                                 out.pooled[static_cast<std::size_t>(s * d + j)];
+                        outputs.push_back(z);
+                    }
+            }
+            e.seconds = seconds_since(t0);
+            return std::pair{100 * dev_metric(metric, outputs, labels, gold), std::move(e)};
+        });
+    }
+
     static void report(const eval_row& r) {
         char buf[400];
         if (!r.note.empty())
@@ -243,6 +306,7 @@ private:
     }
 
     eval_options o_;
+    std::optional<classifier_head> head_;
     const B& backend_;
     eigen_cpu cpu_;
     model<B> m_;
@@ -268,8 +332,9 @@ inline std::string results_markdown(const std::vector<eval_row>& rows, const std
     return md;
 }
 
-inline plot::figure quality_plot(const std::vector<eval_row>& rows, const std::string& task, const std::string& y_label) {
-    plot::figure fig{task + " dev, all-MiniLM-L6-v2 without fine-tuning", "FLOPs speed-up (dense / actual)", y_label, {}};
+inline plot::figure quality_plot(const std::vector<eval_row>& rows, const std::string& task, const std::string& y_label,
+                                 const std::string& model_note = "all-MiniLM-L6-v2 without fine-tuning") {
+    plot::figure fig{task + " dev, " + model_note, "FLOPs speed-up (dense / actual)", y_label, {}};
     std::map<std::string, plot::series> by_method;
     for (const auto& r : rows) {
         if (r.task != task || !r.note.empty()) continue;
@@ -290,28 +355,42 @@ inline int run_eval(const eval_options& o, const std::string& command_line) {
         evaluator<std::decay_t<decltype(backend)>> ev(o, backend);
         return ev.run();
     });
-    const bool has_stsb = std::ranges::any_of(rows, [](const eval_row& r) { return r.task == "STS-B"; });
-    const bool has_sst2 = std::ranges::any_of(rows, [](const eval_row& r) { return r.task == "SST-2"; });
-    std::string md;
-    if (has_stsb) md += "### STS-B dev: Spearman x100 of cosine similarity\n\n" + results_markdown(rows, "STS-B", "Spearman") + "\n";
-    if (has_sst2) md += "### SST-2 dev: logistic-regression probe accuracy x100\n\n" + results_markdown(rows, "SST-2", "accuracy") + "\n";
+    const bool tuned = safetensors_file::open(o.model_dir / "model.safetensors").find("classifier.bias") != nullptr;
+    auto has = [&](const char* task) { return std::ranges::any_of(rows, [&](const eval_row& r) { return r.task == task; }); };
+    // task, heading, quality column, plot axis, plot file
+    struct section {
+        const char *task, *heading, *quality, *axis, *svg;
+    };
+    const std::vector<section> sections =
+        tuned ? std::vector<section>{{"SST-2", "SST-2 dev: the fine-tuned classifier's accuracy x100", "accuracy", "accuracy x100", "hashee-sst2.svg"},
+                                     {"MRPC", "MRPC dev: the fine-tuned classifier's (accuracy + F1) / 2 x100", "(acc + F1) / 2", "(accuracy + F1) / 2 x100", "hashee-mrpc.svg"},
+                                     {"STS-B", "STS-B dev: the fine-tuned regressor's (Pearson + Spearman) / 2 x100", "(Pearson + Spearman) / 2", "(Pearson + Spearman) / 2 x100", "hashee-stsb.svg"}}
+              : std::vector<section>{{"STS-B", "STS-B dev: Spearman x100 of cosine similarity", "Spearman", "Spearman x100", "hashee-stsb.svg"},
+                                     {"SST-2", "SST-2 dev: logistic-regression probe accuracy x100", "accuracy", "accuracy x100", "hashee-sst2.svg"}};
+    std::string md, figures;
+    for (const section& sec : sections)
+        if (has(sec.task)) {
+            md += std::string("### ") + sec.heading + "\n\n" + results_markdown(rows, sec.task, sec.quality) + "\n";
+            figures += std::string("![") + sec.task + "](" + sec.svg + ")\n\n";
+        }
     if (!o.out_dir.empty()) {
         make_output_dir(o.out_dir);
         char date[32];
         const std::time_t now = std::time(nullptr);
         std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
         output_file report(o.out_dir / "hashee-results.md");
-        report.stream() << "# HashEE on all-MiniLM-L6-v2 (no fine-tuning)\n\n"
+        report.stream() << (tuned ? "# HashEE on a fine-tuned classifier (" + o.model_dir.string() + ")\n\n" : std::string("# HashEE on all-MiniLM-L6-v2 (no fine-tuning)\n\n"))
                         << "Generated " << date << " by `" << command_line << "` (" << o.threads << " threads, batch "
                         << o.batch_size << ", " << o.precision << " products). FLOPs speed-up is dense FLOPs / FLOPs that ran, counted from the shapes of "
                         << "each forward over the whole dev set; wall speed-up is the dense run's time / this run's time, "
                         << "measured in the same process (a shared, noisy machine: see bench/ for careful timings). "
                         << "Targets the hash cannot reach on the task's text are marked with the reason.\n\n"
-                        << (has_stsb ? "![STS-B](hashee-stsb.svg)\n\n" : "")
-                        << (has_sst2 ? "![SST-2](hashee-sst2.svg)\n\n" : "") << md;
+                        << figures << md;
         report.commit();
-        if (has_stsb) plot::write_svg(quality_plot(rows, "STS-B", "Spearman x100"), o.out_dir / "hashee-stsb.svg");
-        if (has_sst2) plot::write_svg(quality_plot(rows, "SST-2", "accuracy x100"), o.out_dir / "hashee-sst2.svg");
+        for (const section& sec : sections)
+            if (has(sec.task))
+                plot::write_svg(quality_plot(rows, sec.task, sec.axis, tuned ? "fine-tuned" : "all-MiniLM-L6-v2 without fine-tuning"),
+                                o.out_dir / sec.svg);
         std::cerr << "hashee eval: wrote " << (o.out_dir / "hashee-results.md").string() << "\n";
     }
     std::cout << md; // after the files: a failed write prints no table

@@ -170,18 +170,6 @@ private:
         }
     };
 
-    template <token_exit_policy P>
-    static std::vector<std::uint8_t> token_exits(const bert_config& c, const packed_batch& batch, const P& policy) {
-        std::vector<std::uint8_t> exits(static_cast<std::size_t>(batch.tokens()));
-        policy.exit_layers(batch, exits);
-        for (std::size_t t = 0; t < exits.size(); ++t) {
-            if (exits[t] == 0)
-                throw usage_error("U32", "token " + std::to_string(t) + " of the batch was given exit layer 0");
-            exits[t] = static_cast<std::uint8_t>(std::min<int>(exits[t], c.num_hidden_layers));
-        }
-        return exits;
-    }
-
     static std::vector<std::int32_t> lengths(const packed_batch& p) {
         std::vector<std::int32_t> n;
         for (index_t s = 0; s < p.sequences(); ++s) n.push_back(static_cast<std::int32_t>(p.length(s)));
@@ -365,7 +353,7 @@ public:
 
         template <token_exit_policy P>
         forward_state(const B& b, const bert_encoder& enc, const packed_batch& p, const P& policy)
-            : backend_(&b), enc_(&enc), batch_((p.validate(enc.config_), p)), exits_(token_exits(enc.config_, p, policy)),
+            : backend_(&b), enc_(&enc), batch_((p.validate(enc.config_), p)), exits_(token_exit_layers(enc.config_.num_hidden_layers, p, policy)),
               exits_dev_(b.template allocate<std::int32_t>(p.tokens())), device_(b, p),
               ws_(b, p.tokens(), enc.config_.hidden_size, enc.config_.intermediate_size), active_(b, p) {
             upload_exits();

@@ -8,8 +8,11 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <string>
+#include <vector>
 
 #include <hashee/core/cost.hpp>
+#include <hashee/core/error.hpp>
 #include <hashee/core/packed_batch.hpp>
 
 namespace hashee {
@@ -35,5 +38,18 @@ struct no_exit {
 };
 
 static_assert(token_exit_policy<no_exit>);
+
+/// Every token's exit layer from a policy, capped at the depth (any value >= L means L); an exit
+/// layer of 0 is a usage_error (U32): every token runs at least one layer.
+template <token_exit_policy P>
+std::vector<std::uint8_t> token_exit_layers(int num_layers, const packed_batch& batch, const P& policy) {
+    std::vector<std::uint8_t> exits(static_cast<std::size_t>(batch.tokens()));
+    policy.exit_layers(batch, exits);
+    for (std::size_t t = 0; t < exits.size(); ++t) {
+        if (exits[t] == 0) throw usage_error("U32", "token " + std::to_string(t) + " of the batch was given exit layer 0");
+        exits[t] = static_cast<std::uint8_t>(std::min<int>(exits[t], num_layers));
+    }
+    return exits;
+}
 
 } // namespace hashee
