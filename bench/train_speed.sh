@@ -22,7 +22,9 @@ import torch
 print(f"PyTorch {torch.__version__}: CPU capability {torch.backends.cpu.get_cpu_capability()}, "
       f"oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}, MKL {'on' if torch.backends.mkl.is_available() else 'off'}")
 PY
-echo "hashee: training products by Eigen $(grep -oE 'EIGEN_(WORLD|MAJOR|MINOR)_VERSION [0-9]+' /usr/include/eigen3/Eigen/src/Core/util/Macros.h | awk '{print $2}' | paste -sd.), built with -march=native ($(grep -o -m1 -E 'avx512f|avx2' /proc/cpuinfo | head -1) here)"
+isa=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|avx512f|avx512_bf16|avx512_vnni|amx_tile' | paste -sd' ')
+echo "CPU family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' '), model $(grep -m1 '^model\s' /proc/cpuinfo | cut -d: -f2 | tr -d ' '); instruction sets: $isa"
+echo "hashee: training products by Eigen $(grep -oE 'EIGEN_(WORLD|MAJOR|MINOR)_VERSION [0-9]+' /usr/include/eigen3/Eigen/src/Core/util/Macros.h | awk '{print $2}' | paste -sd.) built with -march=native (its AVX-512 kernels where the CPU has avx512f)"
 echo "task $task, $examples examples, batch 32, one epoch per round"
 for r in $(seq "$rounds"); do
   python3 scripts/finetune_pytorch.py --model "$model" --elue "$elue" --task "$task" --limit "$examples" --epochs 1 \

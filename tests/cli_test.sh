@@ -91,6 +91,17 @@ wait "$pid" 2> /dev/null || true
 "$bin" "${ft[@]}" --out "$tmp/b" --resume 2> "$tmp/b.log"
 grep -q "resumed at step [3-5]/6" "$tmp/b.log" || { cat "$tmp/b.log" >&2; fail "did not resume from its state"; }
 cmp -s "$tmp/a/model.safetensors" "$tmp/b/model.safetensors" || fail "the resumed run's model differs from the uninterrupted one's"
+# The bi-encoder (cosine loss on STS-B pairs): a sentence-transformers directory hashee embed reads.
+"$bin" finetune --model "$model" --task stsb --objective cosine --elue "$elue" --limit 32 --dev-limit 40 --epochs 1 \
+  --batch-size 16 --threads 2 --out "$tmp/bi" 2> "$tmp/bi.log"
+grep -q "dev pearson_spearman" "$tmp/bi.log" || { cat "$tmp/bi.log" >&2; fail "no STS-B dev metric for the bi-encoder"; }
+for f in modules.json 1_Pooling/config.json sentence_bert_config.json model.safetensors; do
+  [ -s "$tmp/bi/$f" ] || fail "the bi-encoder has no $f"
+done
+grep -q '"problem_type"' "$tmp/bi/config.json" && fail "the bi-encoder's config.json got a classifier's fields"
+printf 'a cat sat\n' | "$bin" embed --model "$tmp/bi" --quiet > "$tmp/bi.jsonl"
+python3 -c 'import json,sys; assert len(json.loads(open(sys.argv[1]).readline())["embedding"]) == 384' "$tmp/bi.jsonl" \
+  || fail "hashee embed cannot read the fine-tuned bi-encoder"
 # Bad input: a learning rate of 0, a missing column, an empty training set, a label outside the
 # classes, nothing to resume, a model without a classifier given to predict.
 expect_error "[E88] --lr must be a finite number above 0" "${ft[@]}" --lr 0 --out "$tmp/e1"

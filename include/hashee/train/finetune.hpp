@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <initializer_list>
 #include <map>
 #include <span>
 #include <string>
@@ -259,7 +260,8 @@ private:
     }
     void put(const safetensors_file& f, const std::string& name, const trainable_tensor<B, float>& t, float* dst) const {
         std::vector<float> storage;
-        const auto values = f.floats(f.expect(name, {t.rows, t.cols}), storage);
+        const std::initializer_list<std::int64_t> shape{t.rows, t.cols}; // nvcc takes no braced list here
+        const auto values = f.floats(f.expect(name, shape), storage);
         backend_->upload(values, dst);
     }
 

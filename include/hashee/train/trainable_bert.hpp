@@ -486,7 +486,8 @@ void trainable_bert<B, T>::encode_backward(tape& t, matrix_view<T> dh, const tra
         const vector_view<const std::int32_t> q_off = a.dense ? all_offsets : vector_view<const std::int32_t>(a.q_offsets.data(), t.sequences + 1);
         const vector_view<const std::int32_t> kv_off = keep ? all_offsets : q_off;
         const const_matrix_view<T> x = a.active_input();
-        // dx: the gradient of the active rows' input; dy (the output's) is read first.
+        // dx first holds the gradient of the layer's output on the active rows (gathered from dh),
+        // then, reused, that of their input.
         const matrix_view<T> dx = a.dense ? dh : rows_of(dy, m);
         if (!a.dense) b.gather_rows(const_matrix_view<T>(dh), rows, dx);
         const matrix_view<T> dsm = rows_of(ds, m), dffm = rows_of(dff, m), dmm = rows_of(dmask, d.hidden > 0 ? m : 0);
