@@ -125,8 +125,6 @@ public:
     long steps_done() const { return optimizer_.steps_taken(); }
     bool done() const { return steps_done() >= total_steps(); }
     int epoch() const { return static_cast<int>(steps_done() / steps_per_epoch()); }
-    /// The example order of the current epoch.
-    const std::vector<std::size_t>& order() const { return order_; }
 
     /// One optimizer step over the next minibatch of the epoch.
     finetune_progress step() {

@@ -109,7 +109,6 @@ public:
     }
 
     long steps_taken() const { return steps_; }
-    const adamw_options& options() const { return options_; }
 
     /// The moments of tensor i (for checkpoints): m and v, each the tensor's shape.
     matrix_view<T> first_moment(std::size_t i) { return view(moments_.at(i).m, (*params_)[i]); }
